@@ -1,0 +1,1 @@
+"""TrialLens: tools/rag."""

@@ -1,0 +1,69 @@
+"""The ``triallens`` command line.
+
+Commands import their heavy dependencies inside the command body so that
+``triallens --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from triallens.errors import TrialLensError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="triallens",
+    help="AI triage and measurement for clinical-trial imaging.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """AI triage and measurement for clinical-trial imaging."""
+
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _register_commands() -> None:
+    """Attach every command group. Each module keeps its imports light."""
+    # Registration block: one line per command module.
+    from triallens.commands import core
+
+    core.register(app)
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn TrialLens errors into one clear line."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    _register_commands()
+    try:
+        app()
+    except TrialLensError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a last line of defence for users
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        if os.environ.get("TRIALLENS_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}; "
+            "rerun with TRIALLENS_DEBUG=1 for details",
+            highlight=False,
+        )
+        sys.exit(1)
