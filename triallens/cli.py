@@ -57,7 +57,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a last line of defence for users
+    except Exception as exc:
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         if os.environ.get("TRIALLENS_DEBUG"):
             raise

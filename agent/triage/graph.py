@@ -1,0 +1,177 @@
+"""The triage graph: one LangGraph thread per study version, checkpointed.
+
+::
+
+    fetch_and_deidentify -> measure -> compare_with_priors -> prioritise
+        -> draft_report -> write_outputs
+
+A replayed event finds the finished thread (or the stored result) and writes
+nothing new; a crashed run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from agent.triage import nodes
+from agent.triage.context import TriageContext
+from agent.triage.state import TriageState
+from triallens.domain import TriageResult
+from triallens.store import source_key
+
+__all__ = ["NODE_ORDER", "build_triage_graph", "open_checkpointer", "run_triage"]
+
+logger = logging.getLogger(__name__)
+
+NODE_ORDER: tuple[str, ...] = (
+    "fetch_and_deidentify",
+    "measure",
+    "compare_with_priors",
+    "prioritise",
+    "draft_report",
+    "write_outputs",
+)
+
+NodeHook = Callable[[str], None]
+
+
+def build_triage_graph(
+    ctx: TriageContext, checkpointer: Any, on_node: NodeHook | None = None
+) -> Any:
+    """Compile the triage graph with every node traced as its own span."""
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(TriageState)
+    for name in NODE_ORDER:
+        graph.add_node(name, partial(_traced_node, name, ctx, on_node))
+    graph.add_edge(START, NODE_ORDER[0])
+    for before, after in itertools.pairwise(NODE_ORDER):
+        graph.add_edge(before, after)
+    graph.add_edge(NODE_ORDER[-1], END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _traced_node(
+    name: str, ctx: TriageContext, on_node: NodeHook | None, state: TriageState
+) -> TriageState:
+    step = getattr(nodes, name)
+    with ctx.tracer.span(name, inputs=_span_inputs(state)) as span:
+        update = step(state, ctx)
+        span.set_outputs(_span_outputs(update))
+    if on_node is not None:
+        on_node(name)
+    return update
+
+
+def _span_inputs(state: TriageState) -> dict[str, Any]:
+    study = state.get("study") or {}
+    return {
+        "study_uid": study.get("study_uid"),
+        "subject_id": study.get("subject_id"),
+        "time_point_id": study.get("time_point_id"),
+        "study_version": state.get("study_version"),
+    }
+
+
+def _span_outputs(update: TriageState) -> dict[str, Any]:
+    hidden = {"work_dir", "result"}
+    return {key: value for key, value in update.items() if key not in hidden}
+
+
+@contextlib.contextmanager
+def open_checkpointer(path: str) -> Iterator[Any]:
+    """A SQLite checkpointer (or PostgreSQL for a ``postgresql://`` URL)."""
+    if path.startswith("postgresql://"):
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string(path) as saver:
+            saver.setup()
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(path) as saver:
+        yield saver
+
+
+def study_version_of(sop_instance_uids: list[str]) -> str:
+    """A study version: the hash of its sorted SOP Instance UIDs."""
+    joined = "\n".join(sorted(sop_instance_uids))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def run_triage(
+    study_uid: str, ctx: TriageContext, on_node: NodeHook | None = None
+) -> TriageResult:
+    """Triage one study from the PACS and return its result.
+
+    Raises
+    ------
+    StudyNotFoundError
+        The PACS has no study with this UID.
+    PacsError
+        The PACS could not be reached or answered badly.
+    """
+    ctx.settings.ensure_dirs()
+    instances = ctx.pacs.search_instances(study_uid)
+    version = study_version_of([i.sop_instance_uid for i in instances])
+    key = source_key(study_uid, ctx.settings.deid_secret.get_secret_value())
+    stored = ctx.store.get_by_source(key, version)
+    if stored is not None:
+        return stored
+
+    config = {"configurable": {"thread_id": f"{key}:{version}"}}
+    with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
+        graph = build_triage_graph(ctx, saver, on_node)
+        snapshot = graph.get_state(config)
+        resume = bool(snapshot.next)
+        tags = {"triallens.study_version": version}
+        with ctx.tracer.trace("triage", {"study_version": version}, tags) as root:
+            trace_id = root.trace_id
+            if resume:
+                graph.update_state(config, {"trace_id": trace_id})
+                final = graph.invoke(None, config)
+            else:
+                initial: TriageState = {
+                    "source_study_uid": study_uid,
+                    "source_key": key,
+                    "study_version": version,
+                    "trace_id": trace_id,
+                }
+                final = graph.invoke(initial, config)
+            result = TriageResult.model_validate(final["result"])
+            ctx.tracer.tag(_trace_tags(result))
+            root.set_outputs(
+                {
+                    "outcome": result.outcome.value,
+                    "priority": result.priority.value,
+                    "edc_record_id": result.edc_record_id,
+                    "sum_of_diameters_mm": (
+                        result.assessment.sum_of_diameters_mm
+                        if result.assessment
+                        else None
+                    ),
+                }
+            )
+    return result
+
+
+def _trace_tags(result: TriageResult) -> dict[str, str]:
+    tags = {
+        "triallens.study_uid": result.study.study_uid,
+        "triallens.subject_id": result.study.subject_id,
+        "triallens.time_point_id": result.study.time_point_id,
+        "triallens.trial_id": result.study.trial_id,
+        "triallens.outcome": result.outcome.value,
+        "triallens.priority": result.priority.value,
+        "triallens.input_hashes": ",".join(result.input_hashes),
+    }
+    if result.model_version:
+        tags["triallens.model_version"] = result.model_version
+    return tags

@@ -1,0 +1,347 @@
+"""The steps of the triage graph, one function per node.
+
+Each node takes the state and the context and returns the keys it sets.
+Nodes that write outside the graph (EDC, audit, result store) are
+idempotent, so a node replayed after a crash writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from agent.triage.context import TriageContext
+from agent.triage.state import TriageState
+from triallens.domain import (
+    Assessment,
+    Finding,
+    LesionMeasurement,
+    Priority,
+    QcFlag,
+    Response,
+    StudyRef,
+    TriageOutcome,
+    TriageResult,
+)
+from triallens.errors import DicomInputError
+
+__all__ = [
+    "compare_with_priors",
+    "draft_report",
+    "fetch_and_deidentify",
+    "measure",
+    "prioritise",
+    "write_outputs",
+]
+
+logger = logging.getLogger(__name__)
+
+# SOP classes that carry no pixels to measure (SR, PR, KO, SEG and friends).
+_NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports and KO
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.66",  # segmentation, registration
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated documents
+)
+
+
+def _is_image(ds: Any) -> bool:
+    sop_class = str(getattr(ds, "SOPClassUID", ""))
+    if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES):
+        return False
+    return "PixelData" in ds or "FloatPixelData" in ds
+
+
+def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Retrieve the study, de-identify every instance, keep the copies."""
+    datasets = ctx.pacs.retrieve_study(state["source_study_uid"])
+    images = [ds for ds in datasets if _is_image(ds)]
+    if not images:
+        raise DicomInputError("the study holds no image instances to triage")
+
+    deidentified = [ctx.deidentifier.deidentify(ds) for ds in images]
+    first = deidentified[0]
+    study = _study_ref(first, ctx)
+    work_dir = ctx.settings.data_dir / "work" / study.study_uid
+    work_dir.mkdir(parents=True, exist_ok=True)
+    hashes: list[str] = []
+    for ds in deidentified:
+        path = work_dir / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        hashes.append(_pixel_hash(ds))
+    series_hash = hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()
+    return {
+        "work_dir": str(work_dir),
+        "study": study.model_dump(),
+        "input_hashes": [f"sha256:{series_hash}"],
+        "non_image_objects": len(datasets) - len(images),
+    }
+
+
+def _study_ref(ds: Any, ctx: TriageContext) -> StudyRef:
+    def text(keyword: str) -> str | None:
+        value = getattr(ds, keyword, None)
+        return str(value) if value not in (None, "") else None
+
+    subject = text("ClinicalTrialSubjectID") or text("PatientID") or "UNASSIGNED"
+    modalities = {str(getattr(ds, "Modality", "OT"))}
+    return StudyRef(
+        trial_id=text("ClinicalTrialProtocolID") or ctx.settings.trial_id,
+        site_id=text("ClinicalTrialSiteID"),
+        subject_id=subject,
+        time_point_id=text("ClinicalTrialTimePointID") or "UNSCHEDULED",
+        time_point_description=text("ClinicalTrialTimePointDescription"),
+        study_uid=str(ds.StudyInstanceUID),
+        study_date=text("StudyDate"),
+        modality="/".join(sorted(modalities)),
+        study_description=text("StudyDescription"),
+    )
+
+
+def _pixel_hash(ds: Any) -> str:
+    data = ds.PixelData if "PixelData" in ds else b""
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def measure(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Build volumes, choose the series for the task, segment and measure."""
+    import pydicom
+
+    from triallens.geometry import build_volumes
+    from triallens.selection import select_series
+
+    paths = sorted(Path(state["work_dir"]).glob("*.dcm"))
+    datasets = [pydicom.dcmread(path) for path in paths]
+    volumes = build_volumes(datasets)
+    qc = [flag.model_dump() for volume in volumes for flag in volume.qc_flags]
+
+    task = _task_for(state["study"]["modality"])
+    if task is None:
+        return {
+            "task": None,
+            "outcome": TriageOutcome.NOT_APPLICABLE.value,
+            "outcome_reason": (
+                f"no task for modality {state['study']['modality']}; "
+                "TrialLens measures CT (RECIST 1.1)"
+            ),
+            "qc_flags": qc,
+            "lesions": [],
+        }
+    selection = select_series(volumes, task)
+    if selection.volume is None:
+        return {
+            "task": task,
+            "outcome": TriageOutcome.NOT_APPLICABLE.value,
+            "outcome_reason": f"no task for this study: {selection.reason}",
+            "qc_flags": qc,
+            "lesions": [],
+        }
+    volume = selection.volume
+    if not volume.measurable:
+        return {
+            "task": task,
+            "series_uid": volume.series_uid,
+            "outcome": TriageOutcome.NOT_APPLICABLE.value,
+            "outcome_reason": (
+                "no millimetre measurement: " + (volume.not_measurable_reason or "")
+            ),
+            "qc_flags": qc,
+            "lesions": [],
+        }
+
+    from models.quantify import measure_lesions
+
+    segmenter = ctx.segmenter(task)
+    labels = segmenter.segment(volume)
+    lesions = measure_lesions(labels, volume)
+    return {
+        "task": task,
+        "series_uid": volume.series_uid,
+        "outcome": TriageOutcome.MEASURED.value,
+        "outcome_reason": None,
+        "qc_flags": qc,
+        "lesions": [lesion.model_dump() for lesion in lesions],
+        "model_version": segmenter.bundle.version,
+    }
+
+
+def _task_for(modality: str) -> str | None:
+    if "CT" in modality.split("/"):
+        return "recist_ct"
+    return None
+
+
+def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Sum of diameters and RECIST 1.1 response against baseline and nadir."""
+    if state.get("outcome") != TriageOutcome.MEASURED.value:
+        return {"assessment": None}
+    from models.quantify import recist
+
+    study = StudyRef.model_validate(state["study"])
+    lesions = [LesionMeasurement.model_validate(x) for x in state["lesions"]]
+    priors = [
+        r
+        for r in ctx.store.subject_timeline(study.trial_id, study.subject_id)
+        if r.study.study_uid != study.study_uid
+        and r.assessment is not None
+        and (r.study.study_date or "") <= (study.study_date or "")
+    ]
+    prior_assessments = [r.assessment for r in priors if r.assessment is not None]
+    assessment = recist.assess_time_point(
+        subject_id=study.subject_id,
+        time_point_id=study.time_point_id,
+        lesions=lesions,
+        priors=prior_assessments,
+    )
+    return {"assessment": assessment.model_dump()}
+
+
+def prioritise(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Priority with every reason listed."""
+    reasons: list[str] = []
+    priority = Priority.ROUTINE
+    outcome = state.get("outcome")
+    assessment = state.get("assessment")
+    if outcome == TriageOutcome.NOT_APPLICABLE.value:
+        reasons.append(state.get("outcome_reason") or "not applicable")
+    if assessment:
+        overall = assessment.get("overall_response")
+        if overall == Response.PD.value:
+            priority = Priority.HIGH
+            reasons.append("overall response PD (RECIST 1.1)")
+        elif overall:
+            reasons.append(f"overall response {overall}")
+    for flag in state.get("qc_flags", []):
+        reasons.append(f"QC {flag['code']}: {flag['reason']}")
+    return {"priority": priority.value, "reasons": reasons, "deviations": []}
+
+
+def draft_report(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Draft the narrative (LLM with grounding when configured, else template)."""
+    from agent.llm import draft_narrative
+
+    result = _result_from_state(state)
+    client = None
+    if ctx.settings.llm_base_url:
+        from agent.llm import LlmClient
+
+        client = LlmClient.from_settings(ctx.settings)
+    narrative = draft_narrative(result, client)
+    return {"narrative": narrative.text, "narrative_source": narrative.source}
+
+
+def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
+    """EDC draft (machine-derived), audit record and the stored result."""
+    result = _result_from_state(state)
+    existing = ctx.store.get_by_source(state["source_key"], state["study_version"])
+    if existing is not None:
+        return {
+            "edc_record_id": existing.edc_record_id,
+            "result": existing.model_dump(),
+        }
+
+    record_id = None
+    if result.outcome is TriageOutcome.MEASURED:
+        record_id = ctx.edc.write_ai_findings(
+            trial_id=result.study.trial_id,
+            site_id=result.study.site_id or "UNKNOWN",
+            subject_id=result.study.subject_id,
+            time_point_id=result.study.time_point_id,
+            study_uid=result.study.study_uid,
+            items=_edc_items(result),
+            model_version=result.model_version or "unknown",
+            trace_id=state.get("trace_id"),
+            input_hashes=result.input_hashes,
+            idempotency_key=f"{state['source_key']}:{state['study_version']}",
+        )
+    result = result.model_copy(
+        update={"edc_record_id": record_id, "findings": _findings(result)}
+    )
+    ctx.audit.record(
+        actor="triallens",
+        role="system",
+        action="triage",
+        entity=f"study/{result.study.study_uid}",
+        new=f"outcome={result.outcome.value} priority={result.priority.value}",
+        model_version=result.model_version,
+        trace_id=state.get("trace_id"),
+    )
+    saved = ctx.store.save(state["source_key"], result)
+    return {"edc_record_id": record_id, "result": saved.model_dump(mode="json")}
+
+
+def _edc_items(result: TriageResult) -> dict[str, float | str | None]:
+    assessment = result.assessment
+    items: dict[str, float | str | None] = {
+        "TASK": result.task,
+        "PRIORITY": result.priority.value,
+    }
+    if assessment is not None:
+        items["SUMDIAM"] = assessment.sum_of_diameters_mm
+        items["OVRLRESP"] = (
+            assessment.overall_response.value if assessment.overall_response else None
+        )
+        items["PCHG_BL"] = assessment.percent_change_from_baseline
+        for lesion in assessment.lesions:
+            items[f"LDIAM_{lesion.lesion_id}"] = round(lesion.recist_diameter_mm, 1)
+    return items
+
+
+def _findings(result: TriageResult) -> list[Finding]:
+    assessment = result.assessment
+    if assessment is None:
+        return []
+    common = {
+        "model_version": result.model_version,
+        "input_hashes": result.input_hashes,
+    }
+    findings = [
+        Finding(
+            name=f"{lesion.lesion_id} diameter",
+            value=round(lesion.recist_diameter_mm, 1),
+            unit="mm",
+            confidence=lesion.confidence,
+            **common,
+        )
+        for lesion in assessment.lesions
+    ]
+    findings.append(
+        Finding(
+            name="sum of diameters",
+            value=assessment.sum_of_diameters_mm,
+            unit="mm",
+            **common,
+        )
+    )
+    if assessment.overall_response is not None:
+        findings.append(
+            Finding(
+                name="overall response", value=assessment.overall_response, **common
+            )
+        )
+    return findings
+
+
+def _result_from_state(state: TriageState) -> TriageResult:
+    assessment = state.get("assessment")
+    return TriageResult(
+        study=StudyRef.model_validate(state["study"]),
+        study_version=state["study_version"],
+        outcome=TriageOutcome(state.get("outcome", TriageOutcome.FAILED.value)),
+        outcome_reason=state.get("outcome_reason"),
+        task=state.get("task"),
+        series_uid=state.get("series_uid"),
+        priority=Priority(state.get("priority", Priority.ROUTINE.value)),
+        reasons=state.get("reasons", []),
+        deviations=state.get("deviations", []),
+        qc_flags=[QcFlag.model_validate(f) for f in state.get("qc_flags", [])],
+        assessment=Assessment.model_validate(assessment) if assessment else None,
+        model_version=state.get("model_version"),
+        input_hashes=state.get("input_hashes", []),
+        narrative=state.get("narrative"),
+        narrative_source=state.get("narrative_source"),
+        edc_record_id=state.get("edc_record_id"),
+        trace_id=state.get("trace_id"),
+    )

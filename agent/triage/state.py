@@ -1,0 +1,42 @@
+"""The typed state that flows through the triage graph.
+
+Everything here is checkpointed, so it holds paths and small values, never
+pixel arrays or datasets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+__all__ = ["TriageState"]
+
+
+class TriageState(TypedDict, total=False):
+    # Set by the caller.
+    source_study_uid: str
+    source_key: str
+    study_version: str
+    # fetch_and_deidentify
+    work_dir: str
+    study: dict[str, Any]
+    input_hashes: list[str]
+    non_image_objects: int
+    # measure
+    task: str | None
+    series_uid: str | None
+    outcome: str
+    outcome_reason: str | None
+    qc_flags: list[dict[str, Any]]
+    lesions: list[dict[str, Any]]
+    model_version: str | None
+    # compare, prioritise, draft
+    assessment: dict[str, Any] | None
+    priority: str
+    reasons: list[str]
+    deviations: list[str]
+    narrative: str | None
+    narrative_source: str | None
+    # write_outputs
+    edc_record_id: str | None
+    trace_id: str | None
+    result: dict[str, Any]
