@@ -12,7 +12,6 @@ nothing new; a crashed run resumes from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from agent.triage import nodes
 from agent.triage.context import TriageContext
 from agent.triage.state import TriageState
 from triallens.domain import TriageResult
+from triallens.events import study_version
 from triallens.store import source_key
 
 __all__ = ["NODE_ORDER", "build_triage_graph", "open_checkpointer", "run_triage"]
@@ -100,12 +100,6 @@ def open_checkpointer(path: str) -> Iterator[Any]:
         yield saver
 
 
-def study_version_of(sop_instance_uids: list[str]) -> str:
-    """A study version: the hash of its sorted SOP Instance UIDs."""
-    joined = "\n".join(sorted(sop_instance_uids))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
-
-
 def run_triage(
     study_uid: str, ctx: TriageContext, on_node: NodeHook | None = None
 ) -> TriageResult:
@@ -120,7 +114,7 @@ def run_triage(
     """
     ctx.settings.ensure_dirs()
     instances = ctx.pacs.search_instances(study_uid)
-    version = study_version_of([i.sop_instance_uid for i in instances])
+    version = study_version(i.sop_instance_uid for i in instances)
     key = source_key(study_uid, ctx.settings.deid_secret.get_secret_value())
     stored = ctx.store.get_by_source(key, version)
     if stored is not None:

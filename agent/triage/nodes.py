@@ -188,14 +188,30 @@ def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
         and r.assessment is not None
         and (r.study.study_date or "") <= (study.study_date or "")
     ]
-    prior_assessments = [r.assessment for r in priors if r.assessment is not None]
-    assessment = recist.assess_time_point(
-        subject_id=study.subject_id,
-        time_point_id=study.time_point_id,
-        lesions=lesions,
-        priors=prior_assessments,
+    visits = [r.assessment.lesions for r in priors if r.assessment is not None]
+    visits.append(lesions)
+    dates = [r.study.study_date for r in priors] + [study.study_date]
+    evaluations = recist.assess_timeline(visits, _days_since_first(dates))
+    assessment = evaluations[-1].to_assessment(
+        study.subject_id, study.time_point_id, lesions
     )
     return {"assessment": assessment.model_dump()}
+
+
+def _days_since_first(dates: list[str | None]) -> list[float | None]:
+    from datetime import datetime
+
+    parsed = []
+    for value in dates:
+        try:
+            parsed.append(datetime.strptime(value or "", "%Y%m%d"))
+        except ValueError:
+            parsed.append(None)
+    first = parsed[0]
+    return [
+        float((day - first).days) if day is not None and first is not None else None
+        for day in parsed
+    ]
 
 
 def prioritise(state: TriageState, ctx: TriageContext) -> TriageState:
