@@ -151,6 +151,7 @@ class TorsoAnatomy:
     kidneys: tuple[Ellipsoid, Ellipsoid]
     vertebra: Ellipsoid
     aorta: Ellipsoid
+    mesenteric_fat: Ellipsoid
 
     def organ(self, name: str) -> Ellipsoid:
         """The shape of an organ by name ("lung_right", "kidney_left", ...)."""
@@ -165,6 +166,7 @@ class TorsoAnatomy:
             "kidney_left": self.kidneys[1],
             "vertebra": self.vertebra,
             "aorta": self.aorta,
+            "mesenteric_fat": self.mesenteric_fat,
         }
         if name not in table:
             raise KeyError(f"unknown organ {name!r}; known: {sorted(table)}")
@@ -196,7 +198,8 @@ class CmrPhantom:
     ``images`` and ``labels`` are indexed ``[phase, k, j, i]``. Labels: 1 left
     ventricular cavity, 2 left ventricular myocardium, 3 right ventricular
     cavity. ``volumes_ml`` holds the LV cavity volume of each phase (disc
-    summation over slices).
+    summation over slices); ``lv_centre_mm`` the in-plane (x, y) position of
+    the long axis.
     """
 
     images: np.ndarray
@@ -206,6 +209,7 @@ class CmrPhantom:
     volumes_ml: list[float]
     ed_phase: int
     es_phase: int
+    lv_centre_mm: tuple[float, float] = (0.0, 0.0)
 
     @property
     def edv_ml(self) -> float:
@@ -251,13 +255,13 @@ class HeadCtPhantom:
 def lesion_hu(organ: str, kind: str, contrast: bool) -> float:
     """Attenuation of a planted lesion, chosen to stand out from its host.
 
-    Liver metastases are hypo-attenuating (at least 40 HU below liver, with or
-    without contrast); nodes and soft-tissue lesions enhance with contrast;
-    lung lesions are soft tissue against aerated lung.
+    Liver and spleen metastases are hypo-attenuating (at least 40 HU below
+    liver, with or without contrast); nodes and soft-tissue lesions enhance
+    with contrast; lung lesions are soft tissue against aerated lung.
     """
     if kind == "node":
         return 75.0 if contrast else 40.0
-    if organ == "liver":
+    if organ in ("liver", "spleen"):
         return 45.0 if contrast else 18.0
     if organ.startswith("lung"):
         return 35.0
@@ -307,7 +311,12 @@ def torso_anatomy(
     )
     vertebra = Ellipsoid((0.0, 0.58 * by, 0.0), (0.14 * bx, 0.17 * by, big))
     aorta = Ellipsoid((0.10 * bx, 0.30 * by, 0.0), (12.0, 12.0, big))
-    return TorsoAnatomy(body, muscle, lungs, liver, spleen, kidneys, vertebra, aorta)
+    mesenteric_fat = Ellipsoid(
+        (0.28 * bx, -0.38 * by, -0.3 * hz), (0.28 * bx, 0.22 * by, 0.45 * hz)
+    )
+    return TorsoAnatomy(
+        body, muscle, lungs, liver, spleen, kidneys, vertebra, aorta, mesenteric_fat
+    )
 
 
 def ct_torso_phantom(
@@ -358,6 +367,7 @@ def ct_torso_phantom(
 
     grid.paint(hu, anatomy.body, HU_FAT)
     grid.paint(hu, anatomy.muscle, HU_MUSCLE)
+    grid.paint(hu, anatomy.mesenteric_fat, HU_FAT)
     for lung in anatomy.lungs:
         grid.paint(hu, lung, HU_LUNG)
     grid.paint(hu, anatomy.liver, c(HU_LIVER, HU_LIVER_CONTRAST))
@@ -499,6 +509,7 @@ def cmr_short_axis_phantom(
         volumes_ml=volumes,
         ed_phase=0,
         es_phase=es_phase,
+        lv_centre_mm=(float(centre[0]), float(centre[1])),
     )
 
 

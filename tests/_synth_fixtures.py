@@ -67,11 +67,56 @@ def threshold_region(
     seed: tuple[int, ...],
     below: bool = False,
     smooth_px: float = 1.0,
+    upper: float | None = None,
 ) -> np.ndarray:
     """Region grown from ``seed`` on a lightly smoothed, thresholded image."""
     smoothed = ndimage.gaussian_filter(image.astype(np.float32), smooth_px)
     mask = smoothed < threshold if below else smoothed > threshold
+    if upper is not None:
+        mask &= smoothed < upper
     region = component_at(mask, seed)
     if region.ndim == 2:
         return ndimage.binary_fill_holes(region)
     return region
+
+
+def read_series(folder: Path) -> tuple[np.ndarray, list, np.ndarray]:
+    """Rescaled pixels ``[k, j, i]`` sorted along the slice normal.
+
+    Returns the stack, the sorted datasets and each slice's position.
+    """
+    import pydicom
+
+    datasets = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
+    orientation = np.array(datasets[0].ImageOrientationPatient, float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    datasets.sort(key=lambda d: float(np.dot(normal, d.ImagePositionPatient)))
+    slope = float(getattr(datasets[0], "RescaleSlope", 1.0))
+    intercept = float(getattr(datasets[0], "RescaleIntercept", 0.0))
+    stack = np.stack([d.pixel_array.astype(np.float32) for d in datasets])
+    positions = np.array([[float(v) for v in d.ImagePositionPatient] for d in datasets])
+    return stack * slope + intercept, datasets, positions
+
+
+def pixel_of(point_mm, dataset) -> tuple[int, int]:
+    """(row, column) of the pixel nearest a patient point, in one image's plane."""
+    orientation = np.array(dataset.ImageOrientationPatient, float)
+    origin = np.array(dataset.ImagePositionPatient, float)
+    row_mm, col_mm = (float(v) for v in dataset.PixelSpacing)
+    delta = np.asarray(point_mm, float) - origin
+    column = float(np.dot(delta, orientation[:3])) / col_mm
+    row = float(np.dot(delta, orientation[3:])) / row_mm
+    return round(row), round(column)
+
+
+def otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of a sample of values."""
+    hist, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    total = weight[-1]
+    mean = np.cumsum(hist * centres)
+    between = (mean[-1] * weight / total - mean) ** 2 / (
+        weight * (total - weight) / total + 1e-9
+    )
+    return float(centres[int(np.argmax(between[:-1]))])

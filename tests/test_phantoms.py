@@ -147,7 +147,9 @@ def test_head_haematoma_volume() -> None:
     centre = tuple(np.argwhere(phantom.labels == 1).mean(0).round().astype(int))
     measured = 0
     for k in range(phantom.hu.shape[0]):
-        measured += threshold_region(phantom.hu[k], 50.0, centre[1:]).sum()
+        measured += threshold_region(
+            phantom.hu[k], (60.0 + 28.0) / 2, centre[1:], upper=90.0
+        ).sum()
     measured *= voxel_ml
     assert measured == pytest.approx(phantom.haematoma_volume_ml, rel=0.03)
     brain = phantom.hu[phantom.labels == 0]

@@ -46,6 +46,7 @@ __all__ = [
     "AuditTrail",
     "VerifyReport",
     "audit_metadata",
+    "insert_ignore",
 ]
 
 logger = logging.getLogger(__name__)
@@ -196,15 +197,11 @@ class AuditTrail:
         with self.engine.begin() as conn:
             head = conn.execute(select(audit_chain_head.c.id)).first()
             if head is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            insert(audit_chain_head).values(
-                                id=1, last_seq=0, last_hash=GENESIS_HASH
-                            )
-                        )
-                except Exception:  # another process created it first
-                    logger.debug("audit chain head already present")
+                conn.execute(
+                    insert_ignore(conn, audit_chain_head).values(
+                        id=1, last_seq=0, last_hash=GENESIS_HASH
+                    )
+                )
 
     # Writing ---------------------------------------------------------------
 
@@ -353,6 +350,19 @@ class AuditTrail:
         return _verify_rows(rows, head)
 
 
+def insert_ignore(conn: Connection, table: Table) -> Any:
+    """An INSERT that skips rows whose key already exists (SQLite, PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"database {conn.dialect.name} is not supported")
+
+
 def _entry(row: Any) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"],
@@ -420,28 +430,41 @@ def _verify_rows(rows: list[dict[str, Any]], head: Any) -> VerifyReport:
         prev_hash = row["hash"]
         expected_seq = seq + 1
     if head is not None:
-        if head["last_hash"] != prev_hash or head["last_seq"] != expected_seq - 1:
-            last = rows[-1] if rows else None
-            missing = head["last_seq"] - (expected_seq - 1)
-            if missing > 0:
-                report.problems.append(
-                    AuditProblem(
-                        expected_seq,
-                        None,
-                        "deleted",
-                        f"{missing} record(s) missing at the end of the trail "
-                        f"(#{expected_seq}..#{head['last_seq']})",
-                    )
-                )
-            elif last is not None and not any(
-                p.record_id == last["record_id"] for p in report.problems
-            ):
-                report.problems.append(
-                    AuditProblem(
-                        last["seq"],
-                        last["record_id"],
-                        "changed",
-                        "the last record does not match the chain head",
-                    )
-                )
+        _check_head(report, rows, head, prev_hash, expected_seq - 1)
     return report
+
+
+def _check_head(
+    report: VerifyReport,
+    rows: list[dict[str, Any]],
+    head: Any,
+    last_hash: str,
+    last_seq: int,
+) -> None:
+    """Compare the chain's end with the head row (finds deletion at the end)."""
+    if head["last_hash"] == last_hash and head["last_seq"] == last_seq:
+        return
+    missing = head["last_seq"] - last_seq
+    if missing > 0:
+        report.problems.append(
+            AuditProblem(
+                last_seq + 1,
+                None,
+                "deleted",
+                f"{missing} record(s) missing at the end of the trail "
+                f"(#{last_seq + 1}..#{head['last_seq']})",
+            )
+        )
+        return
+    last = rows[-1] if rows else None
+    if last is not None and not any(
+        p.record_id == last["record_id"] for p in report.problems
+    ):
+        report.problems.append(
+            AuditProblem(
+                last["seq"],
+                last["record_id"],
+                "changed",
+                "the last record does not match the chain head",
+            )
+        )

@@ -32,15 +32,31 @@ def _root() -> None:
 
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _register_commands() -> None:
     """Attach every command group. Each module keeps its imports light."""
     # Registration block: one line per command module.
+    from triallens.commands import audit as audit_command
     from triallens.commands import core
+    from triallens.commands import deid as deid_command
+    from triallens.commands import edc as edc_command
+    from triallens.commands import mcp as mcp_command
+    from triallens.commands import synth as synth_command
+    from triallens.commands import trace as trace_command
+    from triallens.commands import users as users_command
+    from triallens.commands import watch as watch_command
 
     core.register(app)
+    trace_command.register(app)
+    mcp_command.register(app)
+    deid_command.register(app)
+    audit_command.register(app)
+    edc_command.register(app)
+    users_command.register(app)
+    synth_command.register(app)
+    watch_command.register(app)
 
 
 def main() -> None:

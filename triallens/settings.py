@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "triallens-triage"
 
+    # MCP server: the TrialLens user a stdio server acts as (HTTP uses tokens).
+    mcp_user: str | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,

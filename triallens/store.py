@@ -119,6 +119,16 @@ class ResultStore:
             )
             return TriageResult.model_validate_json(row.result_json) if row else None
 
+    def source_of(self, study_uid: str) -> tuple[str, str] | None:
+        """The (source key, study version) of a study's newest result."""
+        with Session(self.engine) as session:
+            row = session.scalar(
+                select(_TriageRow)
+                .where(_TriageRow.study_uid == study_uid)
+                .order_by(_TriageRow.id.desc())
+            )
+            return (row.source_key, row.study_version) if row else None
+
     def subject_timeline(self, trial_id: str, subject_id: str) -> list[TriageResult]:
         """The newest result per time point, in visit order (study date)."""
         with Session(self.engine) as session:

@@ -44,6 +44,16 @@ Message = dict[str, Any]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+_TIMEOUT_NAMES = {"TimeoutException", "TimeoutError", "ReadTimeout", "ConnectTimeout"}
+_TRANSPORT_NAMES = {"TransportError", "NetworkError", "ConnectionError"}
+_REFUSED_NAMES = {"ConnectionRefusedError", "ConnectError"}
+_DROPPED_NAMES = {
+    "RemoteProtocolError",
+    "ReadError",
+    "ConnectionResetError",
+    "BrokenPipeError",
+    "IncompleteRead",
+}
 _CONTEXT_PATTERN = re.compile(
     r"context length|maximum model length|max_model_len|too many tokens|"
     r"prompt is too long|input tokens",
@@ -121,7 +131,6 @@ class LlmClient:
         backoff_s: float = 0.5,
         tracer: Tracer | None = None,
     ) -> None:
-        import httpx
         import openai
 
         self.base_url = base_url.rstrip("/")
@@ -133,7 +142,7 @@ class LlmClient:
         self._openai = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or "triallens-no-key",
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            timeout=openai.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             max_retries=0,
         )
 
@@ -387,22 +396,18 @@ class LlmClient:
 
     def _classify(self, exc: BaseException, what: str) -> tuple[bool, LlmError]:
         """Whether ``exc`` is worth a retry, and the error to report."""
-        import httpx
         import openai
 
         where = f"the LLM server at {self.base_url}"
-        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        names = _cause_names(exc)
+        if isinstance(exc, openai.APITimeoutError) or names & _TIMEOUT_NAMES:
             return True, LlmUnavailableError(
                 f"{where} did not answer within {self.timeout_s:g} s"
             )
-        if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-            causes = _causes(exc)
-            if any(isinstance(c, httpx.ConnectError) for c in causes):
+        if isinstance(exc, openai.APIConnectionError) or names & _TRANSPORT_NAMES:
+            if names & _REFUSED_NAMES:
                 text = f"{where} refused the connection (is it running?)"
-            elif any(
-                isinstance(c, httpx.RemoteProtocolError | httpx.ReadError)
-                for c in causes
-            ):
+            elif names & _DROPPED_NAMES:
                 text = f"{where} closed the connection mid-request (stopped?)"
             else:
                 text = f"{where} could not be reached ({type(exc).__name__})"
@@ -562,13 +567,16 @@ def _usage(usage: Any) -> Usage:
     )
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
+def _cause_names(exc: BaseException) -> set[str]:
+    """Class names along the cause chain (the HTTP library is openai's own)."""
+    names: set[str] = set()
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
         seen.append(current)
+        names.update(cls.__name__ for cls in type(current).__mro__)
         current = current.__cause__ or current.__context__
-    return seen
+    return names
 
 
 def _server_message(exc: Any) -> str:

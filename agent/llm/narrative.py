@@ -82,6 +82,7 @@ def draft_narrative(
     *,
     fallback_on_error: bool = False,
     max_tokens: int = 400,
+    phi_guard: Any | None = None,
 ) -> Narrative:
     """Draft the narrative of ``result``.
 
@@ -96,6 +97,10 @@ def draft_narrative(
         the template and record the reason instead of raising.
     max_tokens:
         Bound on the LLM reply.
+    phi_guard:
+        A :class:`triallens.phi.PhiGuard` of the original study; when it
+        finds an identifying value in the prompt, nothing is sent and the
+        template is used.
 
     Returns
     -------
@@ -125,6 +130,18 @@ def draft_narrative(
         "prompt_version": str(prompt.version),
         "prompt_hash": prompt.content_hash,
     }
+
+    if phi_guard is not None:
+        hits = phi_guard.scan(messages)
+        if hits:
+            kinds = sorted({hit.kind for hit in hits})
+            return Narrative(
+                text=template_text,
+                source="template",
+                refused_reason="the prompt would contain identifying values "
+                f"({', '.join(kinds)}); nothing was sent to the LLM",
+                **attempt,
+            )
 
     with _narrative_span(client, result) as span:
         try:

@@ -3,7 +3,7 @@
 ::
 
     fetch_and_deidentify -> measure -> compare_with_priors -> prioritise
-        -> draft_report -> write_outputs
+        -> draft_report -> write_outputs -> await_review (interrupt)
 
 A replayed event finds the finished thread (or the stored result) and writes
 nothing new; a crashed run resumes from its last checkpoint.
@@ -25,7 +25,13 @@ from triallens.domain import TriageResult
 from triallens.events import study_version
 from triallens.store import source_key
 
-__all__ = ["NODE_ORDER", "build_triage_graph", "open_checkpointer", "run_triage"]
+__all__ = [
+    "NODE_ORDER",
+    "build_triage_graph",
+    "open_checkpointer",
+    "resume_review",
+    "run_triage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ NODE_ORDER: tuple[str, ...] = (
     "prioritise",
     "draft_report",
     "write_outputs",
+    "await_review",
 )
 
 NodeHook = Callable[[str], None]
@@ -60,10 +67,25 @@ def build_triage_graph(
 def _traced_node(
     name: str, ctx: TriageContext, on_node: NodeHook | None, state: TriageState
 ) -> TriageState:
+    from langgraph.errors import GraphInterrupt
+
     step = getattr(nodes, name)
-    with ctx.tracer.span(name, inputs=_span_inputs(state)) as span:
+    opened = ctx.tracer.span(name, inputs=_span_inputs(state))
+    span = opened.__enter__()
+    try:
         update = step(state, ctx)
-        span.set_outputs(_span_outputs(update))
+    except GraphInterrupt:
+        # Waiting for a human is the expected end of a run, not a failure.
+        span.set_outputs({"status": "awaiting human review"})
+        opened.__exit__(None, None, None)
+        if on_node is not None:
+            on_node(name)
+        raise
+    except BaseException as exc:
+        opened.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    span.set_outputs(_span_outputs(update))
+    opened.__exit__(None, None, None)
     if on_node is not None:
         on_node(name)
     return update
@@ -80,7 +102,7 @@ def _span_inputs(state: TriageState) -> dict[str, Any]:
 
 
 def _span_outputs(update: TriageState) -> dict[str, Any]:
-    hidden = {"work_dir", "result"}
+    hidden = {"work_dir", "result", "__interrupt__"}
     return {key: value for key, value in update.items() if key not in hidden}
 
 
@@ -154,6 +176,28 @@ def run_triage(
                 }
             )
     return result
+
+
+def resume_review(study_uid: str, decision: dict[str, Any], ctx: TriageContext) -> bool:
+    """Resume a study's triage thread waiting at ``await_review``.
+
+    Returns False when no thread of that (de-identified) study is waiting.
+    """
+    from langgraph.types import Command
+
+    source = ctx.store.source_of(study_uid)
+    if source is None:
+        return False
+    key, version = source
+    config = {"configurable": {"thread_id": f"{key}:{version}"}}
+    with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
+        graph = build_triage_graph(ctx, saver)
+        snapshot = graph.get_state(config)
+        if "await_review" not in snapshot.next:
+            return False
+        with ctx.tracer.trace("review", {"study_uid": study_uid}):
+            graph.invoke(Command(resume=decision), config)
+    return True
 
 
 def _trace_tags(result: TriageResult) -> dict[str, str]:

@@ -28,6 +28,7 @@ from triallens.domain import (
 from triallens.errors import DicomInputError
 
 __all__ = [
+    "await_review",
     "compare_with_priors",
     "draft_report",
     "fetch_and_deidentify",
@@ -61,7 +62,21 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
     if not images:
         raise DicomInputError("the study holds no image instances to triage")
 
-    deidentified = [ctx.deidentifier.deidentify(ds) for ds in images]
+    from tools.deid import BurnedInTextError
+
+    deidentified = []
+    quarantined: dict[str, str] = {}
+    for ds in images:
+        try:
+            deidentified.append(ctx.deidentifier.deidentify(ds))
+        except BurnedInTextError as exc:
+            series = ctx.deidentifier.remap_uid(str(ds.SeriesInstanceUID))
+            quarantined[series] = exc.reason
+    if not deidentified:
+        raise DicomInputError(
+            "every image of the study was quarantined: "
+            + "; ".join(sorted(set(quarantined.values())))
+        )
     first = deidentified[0]
     study = _study_ref(first, ctx)
     work_dir = ctx.settings.data_dir / "work" / study.study_uid
@@ -77,6 +92,14 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
         "study": study.model_dump(),
         "input_hashes": [f"sha256:{series_hash}"],
         "non_image_objects": len(datasets) - len(images),
+        "qc_flags": [
+            QcFlag(
+                code="QUARANTINED",
+                reason=f"series quarantined, not measured: {reason}",
+                series_uid=series,
+            ).model_dump()
+            for series, reason in sorted(quarantined.items())
+        ],
     }
 
 
@@ -115,7 +138,8 @@ def measure(state: TriageState, ctx: TriageContext) -> TriageState:
     paths = sorted(Path(state["work_dir"]).glob("*.dcm"))
     datasets = [pydicom.dcmread(path) for path in paths]
     volumes = build_volumes(datasets)
-    qc = [flag.model_dump() for volume in volumes for flag in volume.qc_flags]
+    qc = list(state.get("qc_flags", []))
+    qc += [flag.model_dump() for volume in volumes for flag in volume.qc_flags]
 
     task = _task_for(state["study"]["modality"])
     if task is None:
@@ -288,21 +312,54 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
     return {"edc_record_id": record_id, "result": saved.model_dump(mode="json")}
 
 
+def await_review(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Wait for a human decision on the EDC draft (a LangGraph interrupt).
+
+    The review actions resume the thread with the decision: accept, modify
+    or reject, the reviewer and the e-signature's meaning.
+    """
+    if not state.get("edc_record_id"):
+        return {}
+    from langgraph.types import interrupt
+
+    result = state.get("result") or {}
+    decision = interrupt(
+        {
+            "study_uid": result.get("study", {}).get("study_uid"),
+            "edc_record_id": state.get("edc_record_id"),
+            "priority": result.get("priority"),
+        }
+    )
+    status = str(decision.get("decision", "reviewed")) if decision else "reviewed"
+    ctx.store.set_review_status(result["study"]["study_uid"], status)
+    return {"review": dict(decision or {})}
+
+
 def _edc_items(result: TriageResult) -> dict[str, float | str | None]:
+    """The "AI Imaging Findings" items, named as the EDC metadata names them."""
     assessment = result.assessment
-    items: dict[str, float | str | None] = {
-        "TASK": result.task,
-        "PRIORITY": result.priority.value,
-    }
-    if assessment is not None:
-        items["SUMDIAM"] = assessment.sum_of_diameters_mm
-        items["OVRLRESP"] = (
-            assessment.overall_response.value if assessment.overall_response else None
-        )
-        items["PCHG_BL"] = assessment.percent_change_from_baseline
-        for lesion in assessment.lesions:
-            items[f"LDIAM_{lesion.lesion_id}"] = round(lesion.recist_diameter_mm, 1)
+    items: dict[str, float | str | None] = {"priority": result.priority.value}
+    if assessment is None:
+        return items
+    items.update(
+        {
+            "sum_of_diameters_mm": assessment.sum_of_diameters_mm,
+            "baseline_sum_mm": assessment.baseline_sum_mm,
+            "nadir_sum_mm": assessment.nadir_sum_mm,
+            "percent_change_from_baseline": assessment.percent_change_from_baseline,
+            "target_response": _value(assessment.target_response),
+            "overall_response": _value(assessment.overall_response),
+            "new_lesions": ",".join(assessment.new_lesions) or None,
+            "lesion_count": len(assessment.lesions),
+        }
+    )
+    for lesion in assessment.lesions:
+        items[f"{lesion.lesion_id}_diameter_mm"] = round(lesion.recist_diameter_mm, 1)
     return items
+
+
+def _value(response: Response | None) -> str | None:
+    return response.value if response is not None else None
 
 
 def _findings(result: TriageResult) -> list[Finding]:

@@ -40,3 +40,5 @@ class TriageState(TypedDict, total=False):
     edc_record_id: str | None
     trace_id: str | None
     result: dict[str, Any]
+    # await_review
+    review: dict[str, Any]

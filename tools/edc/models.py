@@ -25,7 +25,7 @@ SITE_IMAGING_FORM_OID = "SITE_IMAGING"
 
 
 class RecordStatus(StrEnum):
-    """Life cycle of a form record: draft -> confirmed | modified | rejected -> locked."""
+    """Life of a form: draft -> confirmed | modified | rejected -> locked."""
 
     DRAFT = "draft"
     CONFIRMED = "confirmed"
@@ -44,11 +44,11 @@ class ItemValue(BaseModel):
 
     item_oid: str
     name: str
-    value: float | str | None
+    value: int | float | str | None
     data_type: str = "text"
     unit: str | None = None
     machine_derived: bool = False
-    original_value: float | str | None = None
+    original_value: int | float | str | None = None
 
 
 class Signature(BaseModel):
@@ -88,7 +88,7 @@ class EdcRecord(BaseModel):
     updated_at: datetime
     signatures: list[Signature] = Field(default_factory=list)
 
-    def values(self) -> dict[str, float | str | None]:
+    def values(self) -> dict[str, int | float | str | None]:
         """Item values by item name."""
         return {name: item.value for name, item in self.items.items()}
 

@@ -58,7 +58,9 @@ edc_subjects = Table(
     "edc_subjects",
     edc_metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("study_oid", String(100), ForeignKey("edc_studies.study_oid"), nullable=False),
+    Column(
+        "study_oid", String(100), ForeignKey("edc_studies.study_oid"), nullable=False
+    ),
     Column("subject_key", String(100), nullable=False),
     Column("site_oid", String(100)),
     Column("created_at", String(40), nullable=False),

@@ -53,6 +53,12 @@ class Pacs(Protocol):
         """DICOM JSON metadata of every instance of a series."""
         ...
 
+    def instance_metadata(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> dict[str, Any]:
+        """DICOM JSON metadata of one instance."""
+        ...
+
     def retrieve_study(self, study_uid: str) -> list[pydicom.Dataset]:
         """Every instance of a study, with pixel data."""
         ...

@@ -188,6 +188,19 @@ class DicomWebPacs:
             study_uid,
         )
 
+    def instance_metadata(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> dict[str, Any]:
+        return self._call(
+            "retrieve instance metadata",
+            lambda: self._client.retrieve_instance_metadata(
+                study_instance_uid=study_uid,
+                series_instance_uid=series_uid,
+                sop_instance_uid=sop_instance_uid,
+            ),
+            study_uid,
+        )
+
     def retrieve_study(self, study_uid: str) -> list[pydicom.Dataset]:
         return self._call(
             "retrieve study",

@@ -109,6 +109,19 @@ class LocalPacs:
             ),
         )
 
+    def instance_metadata(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> dict[str, Any]:
+        self._require_study(study_uid)
+        return self._call(
+            "retrieve instance metadata",
+            lambda c: c.retrieve_instance_metadata(
+                study_instance_uid=study_uid,
+                series_instance_uid=series_uid,
+                sop_instance_uid=sop_instance_uid,
+            ),
+        )
+
     def retrieve_study(self, study_uid: str) -> list[pydicom.Dataset]:
         self._require_study(study_uid)
         return self._call(
@@ -236,7 +249,7 @@ class LocalPacs:
 
 def _ensure_file_meta(ds: pydicom.Dataset) -> None:
     """Give a dataset the File Meta Information a Part 10 file needs."""
-    from pydicom.dataset import FileMetaDataset
+    from pydicom.dataset import FileMetaDataset, validate_file_meta
     from pydicom.uid import ExplicitVRLittleEndian
 
     meta = getattr(ds, "file_meta", None)
@@ -249,6 +262,11 @@ def _ensure_file_meta(ds: pydicom.Dataset) -> None:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "MediaStorageSOPInstanceUID" not in meta and "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    validate_file_meta(meta, enforce_standard=True)
+    # Without a preamble the encoded instance lacks the "DICM" prefix, and
+    # readers of the stored file (WADO-RS clients included) reject it.
+    if not getattr(ds, "preamble", None):
+        ds.preamble = b"\x00" * 128
 
 
 def _why_not_dicom(path: Path) -> str:

@@ -28,8 +28,11 @@ def demo(
     ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic trial.")] = 7,
 ) -> None:
-    """Generate a small synthetic trial, load it into the embedded PACS and
-    triage every study as if it had just arrived."""
+    """Run the main job on a small synthetic trial (embedded defaults).
+
+    Writes the trial, loads it into the embedded PACS and triages every
+    study as if it had just arrived.
+    """
     from rich.console import Console
 
     from agent.triage import TriageContext

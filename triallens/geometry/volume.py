@@ -31,6 +31,16 @@ class SeriesVolume:
     not_measurable_reason: str | None = None
     series_description: str | None = None
     slice_thickness_mm: float | None = None
+    study_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    image_type: tuple[str, ...] = ()
+    body_part: str | None = None
+    protocol_name: str | None = None
+    contrast_agent: str | None = None
+    temporal_index: int | None = None
+    temporal_count: int = 1
+    trigger_times_ms: list[float] = field(default_factory=list)
+    slice_positions_mm: list[float] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -57,6 +67,15 @@ class SeriesVolume:
     def slice_normal(self) -> np.ndarray:
         col = self.affine[:3, 2]
         return col / np.linalg.norm(col)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel (exact for sheared, gantry-tilted stacks too)."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
+    def flag_codes(self) -> list[str]:
+        return [flag.code for flag in self.qc_flags]
 
     def index_to_patient(self, ijk: np.ndarray) -> np.ndarray:
         """Patient coordinates (mm) of voxel indices given as (..., 3) i, j, k."""

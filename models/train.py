@@ -1,0 +1,43 @@
+"""Train a shipped bundle: ``python -m models.train TASK --seed S``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    from models import BUNDLES_DIR
+    from models.training import TASKS, train_task
+
+    parser = argparse.ArgumentParser(prog="python -m models.train")
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="bundle directory")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--subjects", type=int, default=None)
+    parser.add_argument("--eval-subjects", type=int, default=6)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    task = TASKS[args.task]()
+    out = args.out or BUNDLES_DIR / args.task
+    train_task(
+        task,
+        args.seed,
+        out,
+        steps=args.steps,
+        subjects=args.subjects,
+        evaluate_subjects=args.eval_subjects,
+        progress=print,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

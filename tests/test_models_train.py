@@ -1,0 +1,90 @@
+"""Training code smoke test, and the shipped CT bundle on held-out phantoms.
+
+The smoke test trains a few steps on tiny data into a temporary directory; the
+shipped bundles are never retrained by the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models import default_bundle_path  # noqa: E402
+from models.bundle import load_bundle  # noqa: E402
+from models.inference import Segmenter  # noqa: E402
+from models.quantify import measure_lesions  # noqa: E402
+from models.training import TASKS, train_task  # noqa: E402
+from models.training.data import ct_subject  # noqa: E402
+from triallens.errors import ModelError  # noqa: E402
+
+
+@pytest.mark.slow
+def test_training_smoke_writes_a_loadable_bundle(tmp_path):
+    task = TASKS["recist_ct"]()
+    messages: list[str] = []
+    out = train_task(
+        task,
+        seed=3,
+        out_dir=tmp_path / "b",
+        steps=3,
+        subjects=1,
+        evaluate_subjects=0,
+        progress=messages.append,
+    )
+    bundle = load_bundle(out)
+    assert bundle.task == "recist_ct"
+    assert bundle.metadata["training"]["steps"] == 3
+    assert "Not for clinical use" in (out / "docs" / "README.md").read_text()
+    assert any("step 3/3" in m for m in messages)
+    # Same seed, same weights.
+    again = load_bundle(
+        train_task(
+            task,
+            seed=3,
+            out_dir=tmp_path / "c",
+            steps=3,
+            subjects=1,
+            evaluate_subjects=0,
+        )
+    )
+    assert again.version == bundle.version
+    vol = ct_subject(np.random.default_rng(5)).volume
+    labels = Segmenter(bundle, device="cpu").segment(vol)
+    assert labels.shape == vol.shape and labels.max() <= 2
+
+
+@pytest.mark.slow
+def test_shipped_ct_bundle_measures_within_2mm():
+    try:
+        path = default_bundle_path("recist_ct")
+    except ModelError:
+        pytest.skip("the recist_ct bundle has not been trained in this checkout")
+    meta = json.loads((path / "configs" / "metadata.json").read_text())
+    segmenter = Segmenter(load_bundle(path), device="cpu")
+    rng = np.random.default_rng(987_654)  # not a training or evaluation seed
+    errors = []
+    for _ in range(2):
+        subject = ct_subject(rng)
+        found = measure_lesions(segmenter.segment(subject.volume), subject.volume)
+        for truth in subject.phantom.lesions:
+            node = truth.kind == "node"
+            size = truth.short_axis_mm if node else truth.longest_diameter_mm
+            if size < 10.0:
+                continue
+            near = [
+                m
+                for m in found
+                if (m.kind.value == "node") == node
+                and math.dist(m.centroid_mm, truth.centre_mm)
+                <= max(10.0, truth.longest_diameter_mm / 2)
+            ]
+            assert near, f"{truth.lesion_id} ({truth.kind}, {size:.1f} mm) not found"
+            errors.append(near[0].recist_diameter_mm - size)
+    assert errors
+    assert np.mean(np.abs(errors)) <= 2.0
+    assert meta["metrics"]["diameter_mae_mm"] <= 2.0

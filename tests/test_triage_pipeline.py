@@ -1,0 +1,195 @@
+"""The main job end to end on the embedded defaults, against ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from agent.triage import TriageContext, run_triage
+from triallens.domain import LesionMeasurement, TriageOutcome, TriageResult
+from triallens.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def triaged_trial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A demo trial generated, stored in the local PACS and triaged in order."""
+    from evals.synth import DEMO_SCENARIOS, generate_trial
+
+    root = tmp_path_factory.mktemp("pipeline")
+    trial_dir = root / "trial"
+    generate_trial(
+        trial_dir, subjects=2, seed=11, small=True, scenarios=list(DEMO_SCENARIOS)
+    )
+    settings = Settings(data_dir=root / "data")
+    ctx = TriageContext(settings=settings)
+    datasets = [pydicom.dcmread(p) for p in sorted(trial_dir.rglob("*.dcm"))]
+    ctx.pacs.store(datasets)
+
+    truth = json.loads((trial_dir / "ground_truth.json").read_text())
+    visits = [
+        (subject, visit)
+        for subject in truth["subjects"]
+        for visit in subject["visits"]
+        if not visit["missing"]
+    ]
+    visits.sort(key=lambda sv: (sv[1]["study_date"], sv[0]["subject_id"]))
+    results = {
+        visit["study_uid"]: run_triage(visit["study_uid"], ctx) for _, visit in visits
+    }
+    return {"ctx": ctx, "truth": truth, "visits": visits, "results": results}
+
+
+def _match(truth_lesion: dict[str, Any], measured: list[LesionMeasurement]) -> Any:
+    centre = np.asarray(truth_lesion["centre_mm"])
+    best = min(
+        measured,
+        key=lambda m: float(np.linalg.norm(np.asarray(m.centroid_mm) - centre)),
+        default=None,
+    )
+    if best is None:
+        return None
+    distance = float(np.linalg.norm(np.asarray(best.centroid_mm) - centre))
+    return best if distance < 10.0 else None
+
+
+def test_every_study_is_measured(triaged_trial: dict[str, Any]) -> None:
+    for _, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        assert result.outcome is TriageOutcome.MEASURED, result.outcome_reason
+        assert result.study.time_point_id == visit["time_point_id"]
+
+
+def test_diameters_within_2_mm_of_ground_truth(triaged_trial: dict[str, Any]) -> None:
+    checked = 0
+    for _, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        assert result.assessment is not None
+        measured = result.assessment.lesions
+        for lesion in visit["lesions"]:
+            if lesion["status"] != "present" or lesion["longest_diameter_mm"] < 10:
+                continue
+            found = _match(lesion, measured)
+            assert found is not None, f"{lesion['lesion_id']} at {visit['path']}"
+            expected = (
+                lesion["short_axis_mm"]
+                if lesion["kind"] == "node"
+                else lesion["longest_diameter_mm"]
+            )
+            assert found.recist_diameter_mm == pytest.approx(expected, abs=2.0), (
+                lesion["lesion_id"],
+                visit["path"],
+            )
+            checked += 1
+    assert checked >= 8
+
+
+def test_response_per_visit_matches_ground_truth(
+    triaged_trial: dict[str, Any],
+) -> None:
+    for _, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        assert result.assessment is not None
+        assert result.assessment.overall_response is not None
+        assert result.assessment.overall_response.value == visit["overall_response"], (
+            visit["path"]
+        )
+        assert result.assessment.sum_of_diameters_mm == pytest.approx(
+            visit["sum_of_diameters_mm"], abs=4.0
+        )
+
+
+def test_progression_is_high_priority(triaged_trial: dict[str, Any]) -> None:
+    for _, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        is_pd = visit["overall_response"] == "PD"
+        assert (result.priority.value == "HIGH") == is_pd, visit["path"]
+
+
+def test_edc_draft_is_machine_derived_with_provenance(
+    triaged_trial: dict[str, Any],
+) -> None:
+    ctx: TriageContext = triaged_trial["ctx"]
+    for result in triaged_trial["results"].values():
+        record = ctx.edc.get_record(result.edc_record_id)
+        assert record.status == "draft"
+        assert record.machine_derived is True
+        assert record.model_version == result.model_version
+        assert record.input_hashes == result.input_hashes
+        assert record.trace_id == result.trace_id
+        values = record.values()
+        assert float(values["sum_of_diameters_mm"]) == pytest.approx(
+            result.assessment.sum_of_diameters_mm, abs=0.05
+        )
+
+
+def test_replayed_study_writes_nothing_new(triaged_trial: dict[str, Any]) -> None:
+    ctx: TriageContext = triaged_trial["ctx"]
+    before = len(ctx.edc.list_records())
+    uid = triaged_trial["visits"][0][1]["study_uid"]
+    again = run_triage(uid, ctx)
+    assert again.edc_record_id == triaged_trial["results"][uid].edc_record_id
+    assert len(ctx.edc.list_records()) == before
+
+
+def test_audit_and_trace_for_every_run(triaged_trial: dict[str, Any]) -> None:
+    ctx: TriageContext = triaged_trial["ctx"]
+    assert ctx.audit.verify().ok
+    for result in triaged_trial["results"].values():
+        trace = ctx.tracer.get(result.trace_id)
+        assert trace is not None
+        names = {span.name for span in trace.data.spans}
+        assert {"triage", "fetch_and_deidentify", "measure", "write_outputs"} <= names
+        tags = trace.info.tags
+        assert tags["triallens.study_uid"] == result.study.study_uid
+        assert tags["triallens.model_version"] == result.model_version
+        assert tags["triallens.input_hashes"] == ",".join(result.input_hashes)
+
+
+def test_no_phi_leaves_the_boundary(
+    triaged_trial: dict[str, Any], tmp_path: Path
+) -> None:
+    from triallens.phi import PhiGuard
+
+    truth = triaged_trial["truth"]
+    ctx: TriageContext = triaged_trial["ctx"]
+    for subject, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        assert result.study.subject_id == subject["subject_id"]
+        guard = PhiGuard.from_mapping(_planted_phi(truth, subject, visit))
+        record = ctx.edc.get_record(result.edc_record_id)
+        for payload in (result.model_dump_json(), repr(record)):
+            assert guard.scan(payload) == []
+
+
+_IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "private_tag_value",
+)
+
+
+def _planted_phi(
+    truth: dict[str, Any], subject: dict[str, Any], visit: dict[str, Any]
+) -> dict[str, Any]:
+    phi = subject["phi"]
+    values: dict[str, Any] = {key: phi[key] for key in _IDENTIFYING if phi.get(key)}
+    for planted in phi.get("visits", []):
+        if planted["time_point_id"] == visit["time_point_id"]:
+            values["AccessionNumber"] = planted["AccessionNumber"]
+            values["StudyDate"] = planted["StudyDate"]
+    return values
