@@ -100,6 +100,7 @@ class ChatAnswer:
     invocations: list[ToolInvocation] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[ChatReply] = field(default_factory=list)
 
 
 class ChatAgent:
@@ -186,6 +187,7 @@ class ChatAgent:
                 invocations=invocations,
                 usage=_sum_usage(replies),
                 messages=messages,
+                replies=replies,
             )
             if span is not None:
                 span.set_outputs(

@@ -334,16 +334,16 @@ def read_measurement_report(dataset: object) -> list[ReportedLesion]:
     return out
 
 
+_TIME_POINT_CODES = {"C2348792", "126072"}  # UMLS and DCM codes of "Time Point"
+
+
 def _time_point(group: object) -> str | None:
-    """The Time Point (DCM 126072) item of a group's time point context."""
-    for item in getattr(group, "ContentSequence", []):
-        code = item.ConceptNameCodeSequence[0]
-        if code.CodeValue == "126072":
-            return str(item.TextValue)
-        for child in getattr(item, "ContentSequence", []):
-            child_code = child.ConceptNameCodeSequence[0]
-            if child_code.CodeValue == "126072":
-                return str(child.TextValue)
+    """The Time Point item of a group's time point context (TID 1502)."""
+    containers = group if isinstance(group, list) else [group]
+    for container in containers:
+        for item in getattr(container, "ContentSequence", []):
+            if item.ConceptNameCodeSequence[0].CodeValue in _TIME_POINT_CODES:
+                return str(item.TextValue)
     return None
 
 

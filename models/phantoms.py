@@ -312,7 +312,7 @@ def torso_anatomy(
     vertebra = Ellipsoid((0.0, 0.58 * by, 0.0), (0.14 * bx, 0.17 * by, big))
     aorta = Ellipsoid((0.10 * bx, 0.30 * by, 0.0), (12.0, 12.0, big))
     mesenteric_fat = Ellipsoid(
-        (0.28 * bx, -0.38 * by, -0.3 * hz), (0.28 * bx, 0.22 * by, 0.45 * hz)
+        (0.28 * bx, -0.36 * by, -0.3 * hz), (0.28 * bx, 0.3 * by, 0.45 * hz)
     )
     return TorsoAnatomy(
         body, muscle, lungs, liver, spleen, kidneys, vertebra, aorta, mesenteric_fat

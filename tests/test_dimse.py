@@ -22,9 +22,12 @@ from tools.pacs.sources.dimse import DimseSource
 from triallens.db import make_engine
 from triallens.events import EventLog, study_version
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("storescu") is None, reason="dcmtk storescu is not installed"
-)
+pytestmark = [
+    pytest.mark.orthanc,
+    pytest.mark.skipif(
+        shutil.which("storescu") is None, reason="dcmtk storescu is not installed"
+    ),
+]
 
 
 @pytest.fixture

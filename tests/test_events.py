@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from tests._db_fixtures import db_url  # noqa: F401 - pytest fixture
 from tests._orthanc_fixtures import synthetic_ct_study
 from tools.pacs import LocalPacs
 from tools.pacs.watch import Watcher
@@ -20,10 +21,8 @@ from triallens.events import EventLog, EventStatus, StudyEvent, study_version
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> EventLog:
-    return EventLog(
-        make_engine(f"sqlite:///{tmp_path / 'events.db'}"), retry_base_s=0.2
-    )
+def log(db_url: str) -> EventLog:  # noqa: F811 - the imported fixture
+    return EventLog(make_engine(db_url), retry_base_s=0.2)
 
 
 def _event(key: str, uid: str = "1.2.3", version: str | None = "v1") -> StudyEvent:

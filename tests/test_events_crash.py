@@ -24,6 +24,7 @@ from triallens.events import EventLog, EventStatus, study_version
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.orthanc,
     pytest.mark.skipif(
         shutil.which("storescu") is None, reason="dcmtk is not installed"
     ),

@@ -22,7 +22,7 @@ from triallens.errors import DicomInputError, PacsError, StudyNotFoundError
 from triallens.settings import Settings
 
 
-@pytest.fixture(params=["local", "orthanc"])
+@pytest.fixture(params=["local", pytest.param("orthanc", marks=pytest.mark.orthanc)])
 def pacs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pacs]:
     if request.param == "local":
         backend: Pacs = LocalPacs(tmp_path / "store")
@@ -135,6 +135,7 @@ def test_frames_are_raw_pixel_bytes(pacs: Pacs) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.orthanc
 def test_storescu_push_is_visible_over_dicomweb(
     orthanc: OrthancServer,  # noqa: F811 - pytest fixture
     tmp_path: Path,

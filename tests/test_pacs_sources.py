@@ -94,6 +94,7 @@ def test_stable_time_holds_back_a_study(log: EventLog, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.orthanc
 def test_qido_polling_against_orthanc(
     orthanc: OrthancServer,  # noqa: F811 - pytest fixture
     log: EventLog,
@@ -111,6 +112,7 @@ def test_qido_polling_against_orthanc(
 
 
 @pytest.mark.slow
+@pytest.mark.orthanc
 def test_orthanc_stable_study_events_with_persisted_sequence(
     orthanc: OrthancServer,  # noqa: F811 - pytest fixture
     log: EventLog,

@@ -68,22 +68,11 @@ def test_segmentation_round_trip(measured_series):
     algo = back.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmVersion == "sha256:0123456789abcdef"
     assert algo.AlgorithmName == "recist_ct"
-    volume = back.get_volume(combine_segments=True, relabel=True)
-    # Segments come back on the source geometry, slice for slice.
-    restored = np.zeros(labels.shape, dtype=np.uint8)
-    frames = (
-        back.get_labelmap_by_source_instance(
-            vol.sop_instance_uids, ignore_spatial_locations=True
-        )
-        if hasattr(back, "get_labelmap_by_source_instance")
-        else None
+    # Segments come back on the source images, slice for slice.
+    restored = back.get_pixels_by_source_instance(
+        vol.sop_instance_uids, combine_segments=True, relabel=True
     )
-    if frames is None:
-        restored = volume.array.astype(np.uint8)
-    else:
-        restored = np.asarray(frames, dtype=np.uint8)
-    assert restored.shape == labels.shape or restored.size == labels.size
-    assert np.array_equal(restored.reshape(labels.shape), labels)
+    assert np.array_equal(np.asarray(restored, dtype=np.uint8), labels)
 
 
 def test_measurement_report_round_trip(measured_series):

@@ -99,7 +99,7 @@ def test_ct_lesions_remeasured_from_pixels(small_trial: Path) -> None:
             rr, cc = np.ogrid[: image.shape[0], : image.shape[1]]
             distance = np.hypot(rr - seed[0], cc - seed[1])
             core = np.median(image[distance <= 2])
-            ring = np.median(image[(distance > radius + 4) & (distance < radius + 7)])
+            ring = np.median(image[(distance > radius + 2) & (distance < radius + 4)])
             region = threshold_region(
                 image, (core + ring) / 2, seed, below=bool(core < ring)
             )

@@ -27,7 +27,7 @@ def triaged_trial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     generate_trial(
         trial_dir, subjects=2, seed=11, small=True, scenarios=list(DEMO_SCENARIOS)
     )
-    settings = Settings(data_dir=root / "data")
+    settings = Settings(data_dir=root / "data", charter_path=trial_dir / "charter.yaml")
     ctx = TriageContext(settings=settings)
     datasets = [pydicom.dcmread(p) for p in sorted(trial_dir.rglob("*.dcm"))]
     ctx.pacs.store(datasets)
@@ -105,11 +105,31 @@ def test_response_per_visit_matches_ground_truth(
         )
 
 
-def test_progression_is_high_priority(triaged_trial: dict[str, Any]) -> None:
+def test_priorities_match_ground_truth(triaged_trial: dict[str, Any]) -> None:
     for _, visit in triaged_trial["visits"]:
         result: TriageResult = triaged_trial["results"][visit["study_uid"]]
-        is_pd = visit["overall_response"] == "PD"
-        assert (result.priority.value == "HIGH") == is_pd, visit["path"]
+        assert result.priority.value == visit["expected_priority"], (
+            visit["path"],
+            result.reasons,
+        )
+
+
+def test_planted_deviations_found_and_none_invented(
+    triaged_trial: dict[str, Any],
+) -> None:
+    planted = {
+        (d["subject_id"], d["time_point_id"], d["code"])
+        for d in triaged_trial["truth"]["deviations"]
+        if d["code"] != "missing_visit"
+    }
+    found = set()
+    for _, visit in triaged_trial["visits"]:
+        result: TriageResult = triaged_trial["results"][visit["study_uid"]]
+        for deviation in result.deviations:
+            code = deviation.split(":", 1)[0]
+            if code != "missing_visit":
+                found.add((result.study.subject_id, visit["time_point_id"], code))
+    assert found == planted
 
 
 def test_edc_draft_is_machine_derived_with_provenance(

@@ -144,6 +144,7 @@ class TriageResult(BaseModel):
     assessment: Assessment | None = None
     model_version: str | None = None
     input_hashes: list[str] = Field(default_factory=list)
+    visit_day: int | None = None
     narrative: str | None = None
     narrative_source: str | None = None
     edc_record_id: str | None = None

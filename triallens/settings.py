@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     sponsor: str = "TrialLens Demo Sponsor"
     safe_private_tags: list[str] = Field(default_factory=list)
 
+    # The trial's imaging charter (YAML); without one no charter checks run.
+    charter_path: Path | None = None
+
     # Models: a folder of MONAI bundles; each task names its bundle.
     models_dir: Path | None = None
     device: str = "auto"

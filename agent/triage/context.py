@@ -40,6 +40,17 @@ class TriageContext:
         )
 
     @cached_property
+    def charter(self) -> Any:
+        """The trial's imaging charter, or None when none is configured."""
+        if "charter" in self.overrides:
+            return self.overrides["charter"]
+        if self.settings.charter_path is None:
+            return None
+        from tools.charter import load_charter
+
+        return load_charter(self.settings.charter_path)
+
+    @cached_property
     def store(self) -> ResultStore:
         return ResultStore(self.settings.resolved_database_url)
 

@@ -42,6 +42,9 @@ def load_demo_trial(
             scenarios=_demo_scenarios(),
         )
     console.print(f"Synthetic trial written to [bold]{out_dir}[/]")
+    from tools.charter import load_charter
+
+    ctx.overrides["charter"] = load_charter(out_dir / "charter.yaml")
 
     files = sorted((out_dir / "dicom").rglob("*.dcm"))
     datasets = [pydicom.dcmread(path) for path in files]

@@ -2,7 +2,8 @@
 
 ::
 
-    fetch_and_deidentify -> measure -> compare_with_priors -> prioritise
+    fetch_and_deidentify -> check_charter -> measure -> compare_with_priors
+        -> prioritise
         -> draft_report -> write_outputs -> await_review (interrupt)
 
 A replayed event finds the finished thread (or the stored result) and writes
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 NODE_ORDER: tuple[str, ...] = (
     "fetch_and_deidentify",
+    "check_charter",
     "measure",
     "compare_with_priors",
     "prioritise",

@@ -29,6 +29,7 @@ from triallens.errors import DicomInputError
 
 __all__ = [
     "await_review",
+    "check_charter",
     "compare_with_priors",
     "draft_report",
     "fetch_and_deidentify",
@@ -92,6 +93,7 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
         "study": study.model_dump(),
         "input_hashes": [f"sha256:{series_hash}"],
         "non_image_objects": len(datasets) - len(images),
+        "visit_day": _visit_day(first),
         "qc_flags": [
             QcFlag(
                 code="QUARANTINED",
@@ -121,6 +123,57 @@ def _study_ref(ds: Any, ctx: TriageContext) -> StudyRef:
         modality="/".join(sorted(modalities)),
         study_description=text("StudyDescription"),
     )
+
+
+def _visit_day(ds: Any) -> int | None:
+    """Days from the trial's day zero (Longitudinal Temporal Offset from Event)."""
+    value = getattr(ds, "LongitudinalTemporalOffsetFromEvent", None)
+    try:
+        return round(float(value)) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def check_charter(state: TriageState, ctx: TriageContext) -> TriageState:
+    """Deviations from the imaging charter: acquisition, window, schedule."""
+    charter = ctx.charter
+    if charter is None:
+        return {"deviations": []}
+    import pydicom
+
+    from tools.charter import VisitSeen, check_schedule, check_study
+
+    study = StudyRef.model_validate(state["study"])
+    headers = [
+        pydicom.dcmread(path, stop_before_pixels=True)
+        for path in sorted(Path(state["work_dir"]).glob("*.dcm"))
+    ]
+    found = check_study(charter, study, headers, state.get("visit_day"))
+
+    seen = [
+        VisitSeen(
+            subject_id=r.study.subject_id,
+            time_point_id=r.study.time_point_id,
+            day=r.visit_day,
+        )
+        for r in ctx.store.subject_timeline(study.trial_id, study.subject_id)
+        if r.visit_day is not None and r.study.study_uid != study.study_uid
+    ]
+    if state.get("visit_day") is not None:
+        seen.append(
+            VisitSeen(
+                subject_id=study.subject_id,
+                time_point_id=study.time_point_id,
+                day=state["visit_day"],
+            )
+        )
+        codes = {(d.code, d.time_point_id) for d in found}
+        for deviation in check_schedule(charter, seen):
+            if deviation.code == "missing_visit" and (
+                (deviation.code, deviation.time_point_id) not in codes
+            ):
+                found.append(deviation)
+    return {"deviations": [d.model_dump(mode="json") for d in found]}
 
 
 def _pixel_hash(ds: Any) -> str:
@@ -239,23 +292,45 @@ def _days_since_first(dates: list[str | None]) -> list[float | None]:
 
 
 def prioritise(state: TriageState, ctx: TriageContext) -> TriageState:
-    """Priority with every reason listed."""
-    reasons: list[str] = []
-    priority = Priority.ROUTINE
-    outcome = state.get("outcome")
-    assessment = state.get("assessment")
-    if outcome == TriageOutcome.NOT_APPLICABLE.value:
-        reasons.append(state.get("outcome_reason") or "not applicable")
-    if assessment:
-        overall = assessment.get("overall_response")
-        if overall == Response.PD.value:
+    """Priority from the charter's alert rules, with every reason listed."""
+    facts = _priority_facts(state)
+    if ctx.charter is not None:
+        from tools.charter import priority_from_rules
+
+        priority, reasons = priority_from_rules(ctx.charter, facts)
+    else:
+        priority, reasons = Priority.ROUTINE, []
+        if facts.get("overall_response") == Response.PD.value:
             priority = Priority.HIGH
             reasons.append("overall response PD (RECIST 1.1)")
-        elif overall:
-            reasons.append(f"overall response {overall}")
+    reasons = list(reasons)
+    if state.get("outcome") == TriageOutcome.NOT_APPLICABLE.value:
+        reasons.append(state.get("outcome_reason") or "not applicable")
+    for deviation in state.get("deviations", []):
+        reasons.append(f"deviation {deviation['code']}: {deviation['reason']}")
     for flag in state.get("qc_flags", []):
         reasons.append(f"QC {flag['code']}: {flag['reason']}")
-    return {"priority": priority.value, "reasons": reasons, "deviations": []}
+    return {"priority": priority.value, "reasons": reasons}
+
+
+def _priority_facts(state: TriageState) -> dict[str, Any]:
+    assessment = state.get("assessment") or {}
+    lesions = state.get("lesions", [])
+    overall = assessment.get("overall_response")
+    deviations = state.get("deviations", [])
+    confidences = [float(x.get("confidence", 1.0)) for x in lesions]
+    return {
+        "task": state.get("task"),
+        "overall_response": overall,
+        "target_response": assessment.get("target_response"),
+        "new_lesion": bool(assessment.get("new_lesions")),
+        "deviation_count": len(deviations),
+        "deviation_codes": sorted({d["code"] for d in deviations}),
+        "min_confidence": min(confidences) if confidences else None,
+        "normal": overall in (Response.CR.value, Response.SD.value)
+        and not assessment.get("new_lesions"),
+        "measured": state.get("outcome") == TriageOutcome.MEASURED.value,
+    }
 
 
 def draft_report(state: TriageState, ctx: TriageContext) -> TriageState:
@@ -408,7 +483,8 @@ def _result_from_state(state: TriageState) -> TriageResult:
         series_uid=state.get("series_uid"),
         priority=Priority(state.get("priority", Priority.ROUTINE.value)),
         reasons=state.get("reasons", []),
-        deviations=state.get("deviations", []),
+        deviations=[f"{d['code']}: {d['reason']}" for d in state.get("deviations", [])],
+        visit_day=state.get("visit_day"),
         qc_flags=[QcFlag.model_validate(f) for f in state.get("qc_flags", [])],
         assessment=Assessment.model_validate(assessment) if assessment else None,
         model_version=state.get("model_version"),

@@ -21,6 +21,9 @@ class TriageState(TypedDict, total=False):
     study: dict[str, Any]
     input_hashes: list[str]
     non_image_objects: int
+    visit_day: int | None
+    # check_charter
+    deviations: list[dict[str, Any]]
     # measure
     task: str | None
     series_uid: str | None
@@ -33,7 +36,6 @@ class TriageState(TypedDict, total=False):
     assessment: dict[str, Any] | None
     priority: str
     reasons: list[str]
-    deviations: list[str]
     narrative: str | None
     narrative_source: str | None
     # write_outputs

@@ -119,8 +119,8 @@ def lesion_centres(
         "liver_b": (lx + 0.3 * la, ly - 0.3 * lb, lz + 0.3 * lc),
         "liver_c": (lx - 0.2 * la, ly - 0.35 * lb, lz - 0.4 * lc),
         "lung": (lung.centre[0], lung.centre[1] - 0.1 * lung.semi_axes[1], 0.5 * hz),
-        "node_a": (fat_x + 0.08 * body_a, fat_y + 0.04 * body_b, -0.35 * hz),
-        "node_b": (fat_x - 0.08 * body_a, fat_y - 0.04 * body_b, -0.62 * hz),
+        "node_a": (fat_x + 0.06 * body_a, fat_y, -0.35 * hz),
+        "node_b": (fat_x - 0.06 * body_a, fat_y, -0.62 * hz),
     }
     return {name: (x, y, _snap(z, grid)) for name, (x, y, z) in slots.items()}
 

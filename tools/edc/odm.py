@@ -67,6 +67,7 @@ class ImportResult:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
 
 
 # Export ------------------------------------------------------------------------
@@ -511,6 +512,20 @@ def _import_form(
     form_oid = form.get("FormOID", "")
     if form_oid not in md.FORM_NAMES:
         raise EdcError(f"ODM form {form_oid!r} is not a form of this EDC")
+    if form.get("TransactionType") == "Context":
+        from tools.edc.odm_queries import import_query_annotations
+
+        result.queries += import_query_annotations(
+            edc,
+            conn,
+            study_oid=study,
+            subject_id=subject_key,
+            time_point_id=time_point,
+            form=form,
+            actor=actor,
+            role=role,
+        )
+        return
     provenance, status, machine_flag = _annotation(form)
     source = _source_audit(form)
     items = _items(form, form_oid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,16 @@ __all__ = ["LocalPacs"]
 logger = logging.getLogger(__name__)
 
 _INDEX_FILE = ".dicom-file-client.db"
+
+
+class _QuietWriteDeprecation(logging.Filter):
+    """Drop pydicom's deprecation line that DICOMfileClient triggers per write."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'write_like_original' is deprecated" not in str(record.msg)
+
+
+logging.getLogger("pydicom").addFilter(_QuietWriteDeprecation())
 _T = TypeVar("_T")
 
 
@@ -178,7 +189,9 @@ class LocalPacs:
             return report
         for ds in datasets:
             _ensure_file_meta(ds)
-        reply = self._call("store", lambda c: c.store_instances(datasets=datasets))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*write_like_original.*")
+            reply = self._call("store", lambda c: c.store_instances(datasets=datasets))
         for item in getattr(reply, "ReferencedSOPSequence", None) or []:
             report.stored.append(str(item.ReferencedSOPInstanceUID))
         for item in getattr(reply, "FailedSOPSequence", None) or []:
