@@ -339,7 +339,8 @@ _TIME_POINT_CODES = {"C2348792", "126072"}  # UMLS and DCM codes of "Time Point"
 
 def _time_point(group: object) -> str | None:
     """The Time Point item of a group's time point context (TID 1502)."""
-    containers = group if isinstance(group, list) else [group]
+    # A highdicom template is a sequence holding the group's container item.
+    containers = [group] if hasattr(group, "ContentSequence") else list(group)  # type: ignore[call-overload]
     for container in containers:
         for item in getattr(container, "ContentSequence", []):
             if item.ConceptNameCodeSequence[0].CodeValue in _TIME_POINT_CODES:

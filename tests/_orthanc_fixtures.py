@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
     "free_port",
     "non_image_instance",
     "orthanc",
+    "orthanc_missing",
+    "run_orthanc",
     "synthetic_ct_study",
     "write_datasets",
 ]
@@ -104,15 +107,31 @@ def push_with_storescu(
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
     """A real Orthanc with DICOMweb on free loopback ports, for the session."""
+    if orthanc_missing() is not None:
+        _unavailable(str(orthanc_missing()))
+    with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
+
+
+def orthanc_missing() -> str | None:
+    """Why Orthanc cannot be started here, or None when it can."""
+    if shutil.which("Orthanc") is None:
+        return "Orthanc is not installed (scripts/system-deps.sh)"
+    if not any(p.exists() for p in _PLUGIN_CANDIDATES):
+        return "the orthanc-dicomweb plugin is not installed"
+    return None
+
+
+@contextmanager
+def run_orthanc(workdir: Path, stable_age_s: int = 1) -> Iterator[OrthancServer]:
+    """Start Orthanc with DICOMweb in ``workdir``; stop it and wait on exit."""
     binary = shutil.which("Orthanc")
     plugin = next((p for p in _PLUGIN_CANDIDATES if p.exists()), None)
     if binary is None or plugin is None:
-        _unavailable("Orthanc and orthanc-dicomweb are not installed")
-    workdir = tmp_path_factory.mktemp("orthanc")
+        raise RuntimeError(orthanc_missing())
     http_port, dicom_port = free_port(), free_port()
     while dicom_port == http_port:
         dicom_port = free_port()
-    stable_age = 1
     config = {
         "Name": "TrialLensTest",
         "StorageDirectory": str(workdir / "storage"),
@@ -122,7 +141,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
         "DicomAet": "ORTHANC",
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
-        "StableAge": stable_age,
+        "StableAge": stable_age_s,
         "Plugins": [str(plugin)],
         "DicomWeb": {
             "Enable": True,
@@ -144,7 +163,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
         dicom_port=dicom_port,
         aet="ORTHANC",
         workdir=workdir,
-        stable_age_s=stable_age,
+        stable_age_s=stable_age_s,
     )
     try:
         _wait_ready(server, process)

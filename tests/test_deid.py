@@ -251,3 +251,63 @@ def test_accession_and_birth_date_not_in_output_bytes(deid: Deidentifier) -> Non
     data = buf.getvalue()
     for value in (ACCESSION, BIRTH_DATE, PATIENT_ID, "DOE^JANE"):
         assert value.encode() not in data
+
+
+def _all_values(ds: Dataset, keyword: str) -> list[str]:
+    found: list[str] = []
+    for elem in ds.iterall():
+        if elem.keyword == keyword:
+            found.append(str(elem.value))
+    return found
+
+
+def test_segmentation_references_follow_the_remapped_images(
+    deid: Deidentifier,
+) -> None:
+    import highdicom as hd
+    import numpy as np
+
+    series = ct_series(3)
+    mask = np.zeros((3, 16, 16), dtype=bool)
+    mask[1, 4:8, 4:8] = True
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="lesion",
+        segmented_property_category=hd.sr.CodedConcept(
+            "49755003", "SCT", "Morphologically Altered Structure"
+        ),
+        segmented_property_type=hd.sr.CodedConcept("4147007", "SCT", "Mass"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="test", version="1", family=hd.sr.CodedConcept("123109", "DCM", "x")
+        ),
+    )
+    seg = hd.seg.Segmentation(
+        source_images=series,
+        pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="x",
+        manufacturer_model_name="y",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    images = [deid.deidentify(ds, subject_id="S1") for ds in series]
+    out = _roundtrip(deid.deidentify(seg, subject_id="S1"))
+
+    image_uids = {ds.SOPInstanceUID for ds in images}
+    references = _all_values(out, "ReferencedSOPInstanceUID")
+    assert references and set(references) == image_uids
+    assert out.StudyInstanceUID == images[0].StudyInstanceUID
+    assert out.FrameOfReferenceUID == images[0].FrameOfReferenceUID
+    referenced_series = out.ReferencedSeriesSequence[0].SeriesInstanceUID
+    assert referenced_series == images[0].SeriesInstanceUID
+    assert PhiGuard.from_datasets([*series, seg]).scan(out) == []
+
+    back = hd.seg.Segmentation.from_dataset(out)
+    assert back.SegmentSequence[0].SegmentLabel == "lesion"
+    assert np.array_equal(back.pixel_array, seg.pixel_array)

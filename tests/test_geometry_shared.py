@@ -176,3 +176,22 @@ def test_enhanced_ct_and_mr_without_plane_geometry() -> None:
     assert emri[0].shape == (10, 64, 64)
     assert not emri[0].measurable
     assert QcCode.NO_GEOMETRY in _codes(emri[0])
+
+
+def test_transfer_syntaxes_give_identical_rescaled_pixels() -> None:
+    folder = shared_data("transfer_syntax_and_encoding_oddities_pydicom")
+    reference = build_volumes([pydicom.dcmread(folder / "MR_small.dcm")])[0]
+    assert reference.shape == (1, 64, 64)
+    assert not reference.measurable  # one slice: no slice spacing
+    for syntax in ("_implicit", "_bigendian", "_RLE", "_jp2klossless"):
+        (volume,) = build_volumes([pydicom.dcmread(folder / f"MR_small{syntax}.dcm")])
+        assert np.array_equal(volume.pixels, reference.pixels), syntax
+        assert np.allclose(volume.affine, reference.affine), syntax
+
+
+def test_secondary_capture_without_plane_geometry_is_not_measurable() -> None:
+    folder = shared_data("deid_phi_burned_in_deid_data")
+    volumes = build_volumes([pydicom.dcmread(folder / "GREYSCALE_IMAGE.dcm")])
+    assert len(volumes) == 1
+    assert not volumes[0].measurable
+    assert volumes[0].not_measurable_reason

@@ -110,3 +110,15 @@ def test_pydantic_models_are_scanned() -> None:
     finding = Finding(name="note", value="Jane Doe")
     assert guard.scan(finding)
     assert guard.scan(Finding(name="LVEF", value=55.0)) == []
+
+
+def test_assert_clean_names_kind_and_place_but_not_value() -> None:
+    from triallens.phi import PhiLeakError
+
+    guard = PhiGuard.from_mapping({"name": ["DOE^JANE"], "date": ["19610417"]})
+    guard.assert_clean({"lvef": 55}, "EDC payload")
+    with pytest.raises(PhiLeakError) as excinfo:
+        guard.assert_clean({"comment": "seen 1961-04-17"}, "EDC payload")
+    message = str(excinfo.value)
+    assert "EDC payload" in message and "$.comment" in message
+    assert "1961" not in message and "DOE" not in message.upper()

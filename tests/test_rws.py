@@ -243,3 +243,85 @@ def test_server_rejects_bad_documents(
     assert against_schema.status_code == 400 and "schema" in against_schema.text
     assert anonymous.status_code == 401
     assert embedded.list_records() == []
+
+
+@pytest.mark.slow
+def test_discrepancy_queries_over_the_wire(
+    served: tuple[EmbeddedEdc, UserStore, str], schema: Path
+) -> None:
+    from tools.edc.discrepancy import raise_discrepancy_queries
+    from tools.edc.protocol import Edc
+
+    embedded, _, url = served
+    embedded.write_site_values(
+        trial_id="TL-001",
+        site_id="SITE-01",
+        subject_id="SUBJ-001",
+        time_point_id="WEEK8",
+        items={"SUMDIAM": 70.0, "overall_response": "SD"},
+    )
+    with _adapter(url, schema) as rws:
+        assert isinstance(rws, Edc)
+        record_id = _findings(rws)
+        arguments = {
+            "study_oid": "TL-001",
+            "subject_id": "SUBJ-001",
+            "time_point_id": "WEEK8",
+            "record_id": record_id,
+        }
+        first = raise_discrepancy_queries(rws, **arguments)  # type: ignore[arg-type]
+        second = raise_discrepancy_queries(rws, **arguments)  # type: ignore[arg-type]
+
+        by_item = {q.item_name: q for q in first}
+        assert set(by_item) == {"sum_of_diameters_mm", "overall_response"}
+        assert (
+            by_item["sum_of_diameters_mm"].ai_value,
+            by_item["sum_of_diameters_mm"].site_value,
+        ) == (48.5, 70.0)
+        assert "recist@1" in (by_item["sum_of_diameters_mm"].ai_source or "")
+        assert sorted(q.query_id for q in second) == sorted(q.query_id for q in first)
+        assert len(rws.list_queries(status="open")) == 2
+
+        closed = rws.close_query(
+            by_item["overall_response"].query_id,
+            actor="svc",
+            role="data_manager",
+            reason="site corrected to PR",
+        )
+        assert (
+            closed.status == "closed" and closed.close_reason == "site corrected to PR"
+        )
+    assert len(embedded.list_queries(status="open")) == 1
+    actions = [e.action for e in embedded.audit.show("edc_query:*")]
+    assert (
+        actions.count("edc.raise_query") == 2 and actions.count("edc.close_query") == 1
+    )
+
+
+@pytest.mark.slow
+def test_every_document_the_server_writes_validates(
+    served: tuple[EmbeddedEdc, UserStore, str], schema: Path
+) -> None:
+    from tools.edc.odm import validate_odm
+
+    embedded, _, url = served
+    with _adapter(url, schema) as rws:
+        record_id = _findings(rws)
+    embedded.raise_query(
+        study_oid="TL-001", subject_id="SUBJ-001", time_point_id="WEEK8",
+        item_name="lvef_percent", text="missing", actor="dana", role="data_manager",
+        record_id=record_id,
+    )  # fmt: skip
+    auth = ("svc", SERVICE_PASSWORD)
+    paths = [
+        "/studies",
+        "/studies/TL-001(Prod)/subjects",
+        "/studies/TL-001(Prod)/datasets/regular",
+        "/studies/TL-001(Prod)/subjects/SUBJ-001/datasets/regular",
+        "/studies/TL-001(Prod)/datasets/queries",
+    ]
+    for path in paths:
+        response = httpx.get(url + path, auth=auth)
+        assert response.status_code == 200, path
+        validate_odm(response.content, schema)
+    assert b"SUBJ-001" in httpx.get(url + paths[1], auth=auth).content

@@ -13,9 +13,9 @@ import pydicom
 import pytest
 
 from tests._synth_fixtures import (
-    feret_axes_mm,
     otsu,
     pixel_of,
+    profile_diameters_mm,
     read_series,
     small_trial,
     threshold_region,
@@ -103,7 +103,9 @@ def test_ct_lesions_remeasured_from_pixels(small_trial: Path) -> None:
             region = threshold_region(
                 image, (core + ring) / 2, seed, below=bool(core < ring)
             )
-            longest, short = feret_axes_mm(region, row_mm, col_mm)
+            longest, short = profile_diameters_mm(
+                image, region, (core + ring) / 2, row_mm, col_mm
+            )
             assert longest == pytest.approx(
                 lesion["longest_diameter_mm"], abs=col_mm
             ), (

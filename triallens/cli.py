@@ -64,6 +64,9 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from triallens.settings import apply_offline_switches
+
+    apply_offline_switches()
     _register_commands()
     try:
         app()

@@ -22,7 +22,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PhiGuard", "PhiHit", "PhiValue"]
+from triallens.errors import DeidentificationError
+
+__all__ = ["PhiGuard", "PhiHit", "PhiLeakError", "PhiValue"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ _SKIPPED_DICOM_VRS = frozenset(
     {"CS", "US", "SS", "UL", "SL", "FL", "FD", "OB", "OW", "OF", "OD", "OL", "OV"}
 )
 _SKIPPED_DICOM_VRS = _SKIPPED_DICOM_VRS | {"SV", "UV", "AT", "IS", "DS", "UN"}
+
+
+class PhiLeakError(DeidentificationError):
+    """An outgoing payload holds an original identifying value."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,17 @@ class PhiGuard:
 
     def is_clean(self, obj: Any) -> bool:
         return not self.scan(obj)
+
+    def assert_clean(self, obj: Any, what: str = "payload") -> None:
+        """Raise :class:`PhiLeakError` when ``obj`` holds an identifying value.
+
+        The error names the kinds and locations of the hits, never the values.
+        """
+        hits = self.scan(obj)
+        if hits:
+            where = "; ".join(str(hit) for hit in hits[:5])
+            more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
+            raise PhiLeakError(f"{what} holds identifying values: {where}{more}")
 
     def _scan_text(self, text: str, location: str) -> list[PhiHit]:
         if isinstance(text, bytes):

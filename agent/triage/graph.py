@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -88,9 +90,21 @@ def _traced_node(
         raise
     span.set_outputs(_span_outputs(update))
     opened.__exit__(None, None, None)
+    _fault_injection(name)
     if on_node is not None:
         on_node(name)
     return update
+
+
+def _fault_injection(node: str) -> None:
+    """Crash tests: die like a killed process once ``node`` has done its work.
+
+    Set ``TRIALLENS_FAULT_KILL_AFTER_NODE`` to a node name; the process gets
+    SIGKILL after the node's side effects and before its checkpoint.
+    """
+    if os.environ.get("TRIALLENS_FAULT_KILL_AFTER_NODE") == node:
+        logger.warning("fault injection: killing the process after %s", node)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _span_inputs(state: TriageState) -> dict[str, Any]:
@@ -140,19 +154,22 @@ def run_triage(
     instances = ctx.pacs.search_instances(study_uid)
     version = study_version(i.sop_instance_uid for i in instances)
     key = source_key(study_uid, ctx.settings.deid_secret.get_secret_value())
-    stored = ctx.store.get_by_source(key, version)
-    if stored is not None:
-        return stored
 
     config = {"configurable": {"thread_id": f"{key}:{version}"}}
     with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
         graph = build_triage_graph(ctx, saver, on_node)
         snapshot = graph.get_state(config)
-        resume = bool(snapshot.next)
+        pending = tuple(snapshot.next)
+        resume = bool(pending) and pending != ("await_review",)
+        if not resume:
+            stored = ctx.store.get_by_source(key, version)
+            if stored is not None:
+                return stored
         tags = {"triallens.study_version": version}
         with ctx.tracer.trace("triage", {"study_version": version}, tags) as root:
             trace_id = root.trace_id
             if resume:
+                logger.info("resuming triage of version %s at %s", version, pending)
                 graph.update_state(config, {"trace_id": trace_id})
                 final = graph.invoke(None, config)
             else:

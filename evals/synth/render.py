@@ -270,8 +270,15 @@ def render_torso(
     spacing = (slice_mm, *layout.torso_spacing[1:])
     slots = lesion_centres(anatomy, layout)
     specs, status = _lesion_specs(tracks, visit, slots)
+    # Quantum noise falls with the square root of the reconstructed thickness.
     phantom = ct_torso_phantom(
-        shape, spacing, specs, rng, contrast=contrast, anatomy=anatomy
+        shape,
+        spacing,
+        specs,
+        rng,
+        contrast=contrast,
+        anatomy=anatomy,
+        noise_sigma_hu=12.0 * math.sqrt(2.5 / slice_mm),
     )
 
     series: list[SeriesSpec] = []

@@ -38,7 +38,7 @@ NETWORK = {
 
 TRAINING_DATA = (
     "Synthetic non-contrast head CT phantoms (models.phantoms.head_ct_phantom):"
-    " slices 4-5 mm, pixels 0.9-1.3 mm, one ellipsoidal haematoma of 50-85 HU"
+    " slices 4-5 mm, pixels 0.9-1.9 mm, one ellipsoidal haematoma of 45-85 HU"
     " and 8-32 mm semi-axes inside the brain (none in one subject in eight),"
     " Gaussian noise 4 HU."
 )
@@ -49,8 +49,8 @@ def head_subject(
 ) -> HeadCtPhantom:
     """A random head CT, with a haematoma unless ``haematoma`` is False."""
     step = float(rng.uniform(4.0, 5.0))
-    pixel = float(rng.uniform(0.9, 1.3))
-    n_xy = round(float(rng.uniform(200.0, 230.0)) / pixel)
+    pixel = float(rng.uniform(0.9, 1.9))
+    n_xy = round(float(rng.uniform(200.0, 240.0)) / pixel)
     n_z = round(float(rng.uniform(120.0, 150.0)) / step)
     shape = (n_z, n_xy, n_xy)
     spacing = (step, pixel, pixel)
@@ -85,7 +85,7 @@ def _haematoma(
             and abs(centre[0]) > 0.15 * a  # away from the ventricles
         ):
             return HaematomaSpec(
-                centre, semi, float(rng.uniform(0, 180)), float(rng.uniform(50, 85))
+                centre, semi, float(rng.uniform(0, 180)), float(rng.uniform(45, 85))
             )
     return HaematomaSpec((0.4 * a, 0.0, zc), (10.0, 8.0, 8.0), 0.0, 65.0)
 

@@ -47,7 +47,7 @@ def cmr_subject(rng: np.random.Generator) -> CmrPhantom:
     """A random short-axis stack with ED (phase 0) and ES (phase 1)."""
     step = float(rng.uniform(7.0, 10.0))
     pixel = float(rng.uniform(1.3, 1.9))
-    n_xy = round(float(rng.uniform(240.0, 300.0)) / pixel)
+    n_xy = round(float(rng.uniform(190.0, 300.0)) / pixel)
     n_z = int(rng.integers(9, 14))
     edv = float(rng.uniform(90.0, 230.0))
     esv = edv * (1.0 - float(rng.uniform(0.25, 0.70)))

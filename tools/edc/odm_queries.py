@@ -31,7 +31,14 @@ if TYPE_CHECKING:
 
     from tools.edc.embedded import EmbeddedEdc
 
-__all__ = ["QUERY_FLAG", "import_query_annotations", "query_document"]
+__all__ = [
+    "QUERY_FLAG",
+    "has_query_flags",
+    "import_query_annotations",
+    "queries_document",
+    "queries_from_odm",
+    "query_document",
+]
 
 QUERY_FLAG = "QUERY"
 _N = f"{{{ODM_NS}}}"
@@ -59,21 +66,7 @@ def query_document(
     record_id: str | None = None,
 ) -> bytes:
     """An ODM document that opens (``state="open"``) or closes a query."""
-    root = etree.Element(
-        _N + "ODM",
-        nsmap={None: ODM_NS},
-        FileOID=f"TL.{uuid.uuid4()}",
-        FileType="Transactional",
-        CreationDateTime=_odm_time(datetime.now(UTC)),
-        ODMVersion="1.3.2",
-        Originator="TrialLens",
-    )
-    clinical = etree.SubElement(
-        root,
-        _N + "ClinicalData",
-        StudyOID=study_oid,
-        MetaDataVersionOID=md.METADATA_VERSION_OID,
-    )
+    root, clinical = _skeleton(study_oid)
     subject = etree.SubElement(
         clinical, _N + "SubjectData", SubjectKey=subject_id, TransactionType="Context"
     )
@@ -183,3 +176,65 @@ def _payload(annotation: etree._Element) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise EdcError("a query annotation's comment is not a JSON object")
     return payload
+
+
+def queries_document(study_oid: str, queries: list[Any]) -> bytes:
+    """An ODM document listing queries (each on its item, state as a flag)."""
+    root, clinical = _skeleton(study_oid)
+    for query in queries:
+        single = etree.fromstring(
+            query_document(
+                study_oid=study_oid,
+                subject_id=query.subject_id,
+                time_point_id=query.time_point_id,
+                item_name=query.item_name,
+                user=query.raised_by,
+                state=query.status.value,
+                payload=query.model_dump(mode="json"),
+                form_oid=_query_form(query),
+                record_id=query.record_id,
+            )
+        )
+        for subject in single.iterfind(f"{_N}ClinicalData/{_N}SubjectData"):
+            clinical.append(subject)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _skeleton(study_oid: str) -> tuple[etree._Element, etree._Element]:
+    root = etree.Element(
+        _N + "ODM",
+        nsmap={None: ODM_NS},
+        FileOID=f"TL.{uuid.uuid4()}",
+        FileType="Transactional",
+        CreationDateTime=_odm_time(datetime.now(UTC)),
+        ODMVersion="1.3.2",
+        Originator="TrialLens",
+    )
+    clinical = etree.SubElement(
+        root,
+        _N + "ClinicalData",
+        StudyOID=study_oid,
+        MetaDataVersionOID=md.METADATA_VERSION_OID,
+    )
+    return root, clinical
+
+
+def queries_from_odm(document: bytes) -> list[Any]:
+    """The queries of a document written by :func:`queries_document`."""
+    from tools.edc.models import EdcQuery
+    from tools.edc.odm import parse_odm
+
+    found: list[EdcQuery] = []
+    for annotation in parse_odm(document).getroot().iter(_N + "Annotation"):
+        if _query_state(annotation) is None:
+            continue
+        payload = _payload(annotation)
+        if payload.get("query_id"):
+            found.append(EdcQuery.model_validate(payload))
+    return found
+
+
+def _query_form(query: Any) -> str:
+    from tools.edc.models import AI_FINDINGS_FORM_OID, SITE_IMAGING_FORM_OID
+
+    return AI_FINDINGS_FORM_OID if query.record_id else SITE_IMAGING_FORM_OID

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
-from tools.edc.models import EdcRecord, RecordStatus, SubjectInfo, VisitInfo
+from tools.edc.models import (
+    EdcQuery,
+    EdcRecord,
+    QueryStatus,
+    RecordStatus,
+    SubjectInfo,
+    VisitInfo,
+)
 
 __all__ = ["Edc"]
 
@@ -67,3 +74,33 @@ class Edc(Protocol):
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> EdcRecord: ...
+
+    def raise_query(
+        self,
+        *,
+        study_oid: str,
+        subject_id: str,
+        time_point_id: str,
+        item_name: str,
+        text: str,
+        actor: str,
+        role: str,
+        record_id: str | None = None,
+        ai_value: float | str | None = None,
+        ai_source: str | None = None,
+        site_value: float | str | None = None,
+        site_source: str | None = None,
+        discrepancy_key: str | None = None,
+    ) -> EdcQuery:
+        """Open a query; the same ``discrepancy_key`` never opens a second."""
+        ...
+
+    def close_query(
+        self, query_id: str, *, actor: str, role: str, reason: str
+    ) -> EdcQuery: ...
+
+    def list_queries(
+        self,
+        subject_id: str | None = None,
+        status: QueryStatus | str | None = None,
+    ) -> list[EdcQuery]: ...

@@ -21,7 +21,9 @@ from lxml import etree
 from tools.edc.models import (
     AI_FINDINGS_FORM_OID,
     SITE_IMAGING_FORM_OID,
+    EdcQuery,
     EdcRecord,
+    QueryStatus,
     RecordStatus,
     SubjectInfo,
     VisitInfo,
@@ -33,6 +35,7 @@ from tools.edc.odm import (
     records_from_odm,
     validate_odm,
 )
+from tools.edc.odm_queries import queries_from_odm, query_document
 from triallens.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -190,6 +193,91 @@ class RwsEdc:
         )
         self._post_clinical_data(document)
         return self.get_record(record_id)
+
+    def raise_query(
+        self,
+        *,
+        subject_id: str,
+        time_point_id: str,
+        item_name: str,
+        text: str,
+        actor: str,
+        role: str,
+        study_oid: str | None = None,
+        record_id: str | None = None,
+        ai_value: float | str | None = None,
+        ai_source: str | None = None,
+        site_value: float | str | None = None,
+        site_source: str | None = None,
+        discrepancy_key: str | None = None,
+    ) -> EdcQuery:
+        """Open a query on one item; a known ``discrepancy_key`` opens none."""
+        self._check_study(study_oid)
+        payload = {
+            "text": text,
+            "record_id": record_id,
+            "ai_value": ai_value,
+            "ai_source": ai_source,
+            "site_value": site_value,
+            "site_source": site_source,
+            "discrepancy_key": discrepancy_key,
+            "raised_as": f"{actor} ({role})",
+        }
+        document = query_document(
+            study_oid=self.rave_study,
+            subject_id=subject_id,
+            time_point_id=time_point_id,
+            item_name=item_name,
+            user=actor,
+            state="open",
+            payload=payload,
+            form_oid=AI_FINDINGS_FORM_OID if record_id else SITE_IMAGING_FORM_OID,
+            record_id=record_id,
+        )
+        response = self._post_clinical_data(document)
+        query_id = response.get("QueryIds", "").split(",")[0]
+        return self._query(query_id, subject_id)
+
+    def close_query(
+        self, query_id: str, *, actor: str, role: str, reason: str
+    ) -> EdcQuery:
+        """Close an open query with the answer given as ``reason``."""
+        query = self._query(query_id)
+        document = query_document(
+            study_oid=self.rave_study,
+            subject_id=query.subject_id,
+            time_point_id=query.time_point_id,
+            item_name=query.item_name,
+            user=actor,
+            state="closed",
+            payload={"query_id": query_id, "reason": reason, "closed_as": role},
+            form_oid=AI_FINDINGS_FORM_OID if query.record_id else SITE_IMAGING_FORM_OID,
+            record_id=query.record_id,
+        )
+        self._post_clinical_data(document)
+        return self._query(query_id, query.subject_id)
+
+    def list_queries(
+        self,
+        subject_id: str | None = None,
+        status: QueryStatus | str | None = None,
+    ) -> list[EdcQuery]:
+        """Queries from the EDC's query dataset."""
+        params = {}
+        if subject_id is not None:
+            params["subject"] = subject_id
+        if status is not None:
+            params["status"] = QueryStatus(status).value
+        study = quote(self.rave_study, safe="()")
+        return queries_from_odm(
+            self._get(f"/studies/{study}/datasets/queries", params=params or None)
+        )
+
+    def _query(self, query_id: str, subject_id: str | None = None) -> EdcQuery:
+        for query in self.list_queries(subject_id):
+            if query.query_id == query_id:
+                return query
+        raise NotFoundError(f"no EDC query {query_id} in study {self.rave_study}")
 
     # Reading -------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ GET      ``/studies/{Study(Env)}/subjects``               subjects (ODM)
 GET      ``/studies/{Study(Env)}/datasets/regular``       clinical data (ODM);
                                                           ``?formoid=`` filters
 GET      ``/studies/{Study(Env)}/subjects/{key}/datasets/regular``  one subject
+GET      ``/studies/{Study(Env)}/datasets/queries``       queries (ODM);
+                                                          ``?subject=&status=``
 POST     ``/webservice.aspx?PostODMClinicalData``         import ODM (text/xml)
 =======  ===============================================  =========================
 
@@ -42,6 +44,7 @@ from tools.edc.odm import (
     import_clinical_data,
     parse_odm,
 )
+from tools.edc.odm_queries import has_query_flags, queries_document
 from triallens.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -159,6 +162,19 @@ def build_rws_app(
         )
         return _xml(export_clinical_data(edc, records=records, file_type="Snapshot"))
 
+    async def query_dataset(request: Request) -> Response:
+        authenticate(request)
+        study, _ = split_study_oid(request.path_params["study"])
+        queries = [
+            q
+            for q in edc.list_queries(
+                request.query_params.get("subject") or None,
+                request.query_params.get("status") or None,
+            )
+            if q.study_oid == study
+        ]
+        return _xml(queries_document(request.path_params["study"], queries))
+
     async def post_clinical_data(request: Request) -> Response:
         if "PostODMClinicalData" not in request.url.query:
             raise NotFoundError("unknown web service; use ?PostODMClinicalData")
@@ -179,7 +195,8 @@ def build_rws_app(
             'IsTransactionSuccessful="1" '
             f"SuccessStatistics={quoteattr(_statistics(result))} "
             f"NewRecords={quoteattr(','.join(result.created))} "
-            f"TouchedRecords={quoteattr(','.join(touched))}/>"
+            f"TouchedRecords={quoteattr(','.join(touched))} "
+            f"QueryIds={quoteattr(','.join(result.queries))}/>"
         )
         return _xml(text.encode("utf-8"))
 
@@ -189,6 +206,7 @@ def build_rws_app(
             Route("/RaveWebServices/studies", studies),
             Route("/RaveWebServices/studies/{study}/subjects", subjects),
             Route("/RaveWebServices/studies/{study}/datasets/regular", dataset),
+            Route("/RaveWebServices/studies/{study}/datasets/queries", query_dataset),
             Route(
                 "/RaveWebServices/studies/{study}/subjects/{subject}/datasets/regular",
                 dataset,
@@ -216,6 +234,10 @@ def _check_post_permissions(user: User, body: bytes) -> None:
             f"user {user.username} ({user.role}) may not post clinical data"
         )
     root = parse_odm(body).getroot()
+    if has_query_flags(root) and not user.can(Permission.MANAGE_QUERIES):
+        raise AuthorizationError(
+            f"user {user.username} ({user.role}) may not raise or close queries"
+        )
     for flag in root.iter(_N + "Flag"):
         if flag.findtext(_N + "FlagType") != "RECORD_STATUS":
             continue

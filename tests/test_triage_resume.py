@@ -1,0 +1,63 @@
+"""A triage process killed mid-graph resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from agent.triage import TriageContext
+from triallens.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _triage(data_dir: Path, study_uid: str, kill_after: str | None = None) -> int:
+    env = dict(os.environ, TRIALLENS_DATA_DIR=str(data_dir))
+    if kill_after:
+        env["TRIALLENS_FAULT_KILL_AFTER_NODE"] = kill_after
+    proc = subprocess.run(
+        [sys.executable, "-m", "triallens", "triage", "--study", study_uid],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    return proc.returncode
+
+
+@pytest.mark.parametrize("kill_after", ["measure", "write_outputs"])
+def test_killed_run_resumes_with_one_edc_record(
+    tmp_path: Path, kill_after: str
+) -> None:
+    from evals.synth import generate_trial
+
+    trial = tmp_path / "trial"
+    generate_trial(trial, subjects=1, seed=3, small=True, scenarios=["recist_pr"])
+    baseline = sorted((trial / "dicom").glob("*/BASELINE"))[0]
+    datasets = [pydicom.dcmread(p) for p in sorted(baseline.rglob("*.dcm"))]
+    data_dir = tmp_path / "data"
+    ctx = TriageContext(settings=Settings(data_dir=data_dir))
+    ctx.pacs.store(datasets)
+    study_uid = str(datasets[0].StudyInstanceUID)
+
+    assert _triage(data_dir, study_uid, kill_after) == -signal.SIGKILL
+    with sqlite3.connect(data_dir / "checkpoints.db") as db:
+        assert db.execute("select count(*) from checkpoints").fetchone()[0] > 0
+    if kill_after == "write_outputs":
+        assert len(ctx.edc.list_records()) == 1
+
+    assert _triage(data_dir, study_uid) == 0
+    assert _triage(data_dir, study_uid) == 0
+
+    records = ctx.edc.list_records()
+    assert len(records) == 1
+    result = ctx.store.get_study(records[0].study_uid)
+    assert result is not None
+    assert result.edc_record_id == records[0].record_id

@@ -1,0 +1,81 @@
+"""A vLLM server that stops mid-request: clear errors, retries, nothing written.
+
+This module has its own server because the test kills it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from agent.llm import ChatReply, LlmClient, LlmUnavailableError, draft_narrative
+from tests._llm_fixtures import VllmServer, sample_result, vllm_server
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+__all__ = ["vllm_server"]
+
+LONG_REPLY = {"ignore_eos": True, "min_tokens": 480}
+MESSAGES = [{"role": "user", "content": "Describe the study."}]
+
+
+def requests_running(server: VllmServer) -> float:
+    root = server.base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    line = next(
+        x for x in text.splitlines() if x.startswith("vllm:num_requests_running")
+    )
+    return float(line.split()[-1])
+
+
+def test_server_stopped_mid_request(vllm_server: VllmServer) -> None:
+    client = LlmClient(vllm_server.base_url, retries=2, backoff_s=0.2, timeout_s=30)
+    edc_writes: list[ChatReply] = []
+    outcome: dict[str, BaseException | ChatReply] = {}
+
+    def draft_and_write() -> None:
+        try:
+            reply = client.chat(MESSAGES, max_tokens=480, extra_body=LONG_REPLY)
+        except BaseException as exc:
+            outcome["error"] = exc
+            return
+        edc_writes.append(reply)
+        outcome["reply"] = reply
+
+    # A long reply is in flight, as the server's own metrics show, when the
+    # server is killed.
+    streamed: list[str] = []
+    stream = client.stream(
+        MESSAGES, max_tokens=480, extra_body=LONG_REPLY, on_complete=edc_writes.append
+    )
+    streamed.append(next(stream))
+    worker = threading.Thread(target=draft_and_write)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while requests_running(vllm_server) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests_running(vllm_server) == 2
+    vllm_server.kill()
+
+    with pytest.raises(LlmUnavailableError, match="broke off after") as broken:
+        streamed.extend(stream)
+    assert "partial reply was discarded" in str(broken.value)
+    worker.join(timeout=60)
+
+    error = outcome.get("error")
+    assert isinstance(error, LlmUnavailableError), outcome
+    assert error.attempts == 3
+    assert "refused the connection" in str(error)
+    assert "first attempt" in str(error) and "mid-request" in str(error)
+    assert edc_writes == []
+
+    # Later calls fail fast with the same clear error, or fall back if asked.
+    with pytest.raises(LlmUnavailableError, match="refused the connection"):
+        draft_narrative(sample_result(), client)
+    narrative = draft_narrative(sample_result(), client, fallback_on_error=True)
+    assert narrative.source == "template"
+    assert narrative.refused_reason is not None
+    assert narrative.refused_reason.startswith("LLM unavailable:")
