@@ -61,6 +61,7 @@ class ChatTool:
                 "name": self.name,
                 "description": self.description,
                 "parameters": self.arguments_model.model_json_schema(),
+                "strict": True,
             },
         }
 

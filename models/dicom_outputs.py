@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -337,10 +337,10 @@ def read_measurement_report(dataset: object) -> list[ReportedLesion]:
 _TIME_POINT_CODES = {"C2348792", "126072"}  # UMLS and DCM codes of "Time Point"
 
 
-def _time_point(group: object) -> str | None:
+def _time_point(group: Any) -> str | None:
     """The Time Point item of a group's time point context (TID 1502)."""
     # A highdicom template is a sequence holding the group's container item.
-    containers = [group] if hasattr(group, "ContentSequence") else list(group)  # type: ignore[call-overload]
+    containers = [group] if hasattr(group, "ContentSequence") else list(group)
     for container in containers:
         for item in getattr(container, "ContentSequence", []):
             if item.ConceptNameCodeSequence[0].CodeValue in _TIME_POINT_CODES:

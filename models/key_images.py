@@ -19,7 +19,12 @@ from models.quantify.lesions import KeySliceGeometry
 from triallens.domain import LesionMeasurement
 from triallens.geometry.volume import SeriesVolume
 
-__all__ = ["Line", "render_key_image", "render_lesion_key_image"]
+__all__ = [
+    "Line",
+    "render_key_image",
+    "render_lesion_key_image",
+    "render_mask_key_image",
+]
 
 OUTLINE = (255, 220, 0)
 LONG_AXIS = (255, 60, 60)
@@ -135,4 +140,30 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
         & padded[2:, 1:-1]
         & padded[1:-1, :-2]
         & padded[1:-1, 2:]
+    )
+
+
+def render_mask_key_image(
+    volume: SeriesVolume,
+    mask: np.ndarray,
+    slice_index: int,
+    caption: str,
+    diameters: PlanarDiameters | None = None,
+    window: tuple[float, float] = (40.0, 400.0),
+) -> bytes:
+    """Key image of a 3D mask on one slice, optionally with its diameters."""
+    lines: list[Line] = []
+    if diameters is not None:
+        lines = [
+            Line(*diameters.long_endpoints_ij, LONG_AXIS),
+            Line(*diameters.short_endpoints_ij, SHORT_AXIS),
+        ]
+    _, row_mm, col_mm = volume.spacing
+    return render_key_image(
+        volume.pixels[slice_index],
+        np.asarray(mask[slice_index], dtype=bool),
+        (row_mm, col_mm),
+        lines,
+        caption=caption,
+        window=window,
     )

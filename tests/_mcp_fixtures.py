@@ -59,6 +59,9 @@ class McpWorld:
     subject_id: str
     record_ids: dict[str, str]
     lesions: dict[str, list[LesionMeasurement]] = field(default_factory=dict)
+    trial: str = TRIAL
+    passwords: dict[str, str] = field(default_factory=lambda: dict(PASSWORDS))
+    key_image_size: tuple[int, int] = KEY_IMAGE_SIZE
 
     def sod(self, study_uid: str) -> float:
         """Sum of diameters (RECIST 1.1): node short axis, lesion longest."""

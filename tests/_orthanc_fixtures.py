@@ -123,12 +123,15 @@ def orthanc_missing() -> str | None:
 
 
 @contextmanager
-def run_orthanc(workdir: Path, stable_age_s: int = 1) -> Iterator[OrthancServer]:
+def run_orthanc(
+    workdir: Path, stable_age_s: int = 1, extra_config: dict[str, Any] | None = None
+) -> Iterator[OrthancServer]:
     """Start Orthanc with DICOMweb in ``workdir``; stop it and wait on exit."""
     binary = shutil.which("Orthanc")
     plugin = next((p for p in _PLUGIN_CANDIDATES if p.exists()), None)
     if binary is None or plugin is None:
         raise RuntimeError(orthanc_missing())
+    workdir.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
     while dicom_port == http_port:
         dicom_port = free_port()
@@ -151,6 +154,7 @@ def run_orthanc(workdir: Path, stable_age_s: int = 1) -> Iterator[OrthancServer]
             "SeriesMetadata": "Full",
         },
     }
+    config.update(extra_config or {})
     config_path = workdir / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
     log = (workdir / "orthanc.log").open("wb")
@@ -166,7 +170,8 @@ def run_orthanc(workdir: Path, stable_age_s: int = 1) -> Iterator[OrthancServer]
         stable_age_s=stable_age_s,
     )
     try:
-        _wait_ready(server, process)
+        users = dict(config.get("RegisteredUsers") or {})
+        _wait_ready(server, process, next(iter(users.items()), None))
         yield server
     finally:
         if process.poll() is None:
@@ -179,14 +184,19 @@ def run_orthanc(workdir: Path, stable_age_s: int = 1) -> Iterator[OrthancServer]
         log.close()
 
 
-def _wait_ready(server: OrthancServer, process: subprocess.Popen[bytes]) -> None:
+def _wait_ready(
+    server: OrthancServer,
+    process: subprocess.Popen[bytes],
+    auth: tuple[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = (server.workdir / "orthanc.log").read_text(errors="replace")
             raise AssertionError(f"Orthanc exited at start-up:\n{log[-2000:]}")
         try:
-            plugins = requests.get(f"{server.http_url}/plugins", timeout=1).json()
+            url = f"{server.http_url}/plugins"
+            plugins = requests.get(url, timeout=1, auth=auth).json()
             if "dicom-web" in plugins:
                 return
         except (requests.RequestException, ValueError):

@@ -122,80 +122,46 @@ def otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between[:-1]))])
 
 
-def profile_diameters_mm(
+def edge_diameters_mm(
     image: np.ndarray,
     region: np.ndarray,
     threshold: float,
     row_mm: float,
     col_mm: float,
-    smooth_px: float = 1.0,
+    smooth_px: float = 0.7,
 ) -> tuple[float, float]:
-    """Diameters along the region's principal axes, to sub-pixel precision.
+    """Longest diameter and perpendicular width from sub-pixel edge points.
 
-    From the region's centroid, the lightly smoothed image is sampled (linear
-    interpolation) along each principal axis in both directions until it
-    crosses ``threshold``; each diameter is the distance between the crossings.
-    Returns (major, minor) in mm.
+    Edge points are where the lightly smoothed image crosses ``threshold``
+    between a pixel of ``region`` and a 4-neighbour outside it (linear
+    interpolation, as marching squares does). Returns (longest, short) in mm.
     """
     smoothed = ndimage.gaussian_filter(image.astype(np.float32), smooth_px)
-    rows, cols = np.nonzero(region)
-    points = np.stack([cols * col_mm, rows * row_mm], axis=1)
-    centre = points.mean(axis=0)
-    _, vectors = np.linalg.eigh(np.cov(points.T))
-    inside_high = (
-        smoothed[int(rows.mean().round()), int(cols.mean().round())] > threshold
-    )
-    step = 0.05 * min(row_mm, col_mm)
-    limit = 2.0 * math.hypot(np.ptp(points[:, 0]), np.ptp(points[:, 1])) + 5.0
-    distances = np.arange(0.0, limit, step)
-    diameters = []
-    for vector in (vectors[:, 1], vectors[:, 0]):
-        total = 0.0
-        for sign in (1.0, -1.0):
-            xy = centre[None, :] + sign * distances[:, None] * vector[None, :]
-            samples = ndimage.map_coordinates(
-                smoothed,
-                [xy[:, 1] / row_mm, xy[:, 0] / col_mm],
-                order=1,
-                mode="nearest",
-            )
-            outside = samples <= threshold if inside_high else samples >= threshold
-            first = int(np.argmax(outside))
-            if first == 0:
-                return 0.0, 0.0
-            before, after = samples[first - 1], samples[first]
-            fraction = (before - threshold) / (before - after) if before != after else 0
-            total += distances[first - 1] + fraction * step
-        diameters.append(total)
-    return float(diameters[0]), float(diameters[1])
+    points = []
+    for axis in (0, 1):
+        a = region[:-1, :] if axis == 0 else region[:, :-1]
+        b = region[1:, :] if axis == 0 else region[:, 1:]
+        va = smoothed[:-1, :] if axis == 0 else smoothed[:, :-1]
+        vb = smoothed[1:, :] if axis == 0 else smoothed[:, 1:]
+        rows, cols = np.nonzero(a != b)
+        first, second = va[rows, cols], vb[rows, cols]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip((threshold - first) / (second - first), 0.0, 1.0)
+        t = np.nan_to_num(t, nan=0.5)
+        if axis == 0:
+            points.append(np.stack([cols * col_mm, (rows + t) * row_mm], axis=1))
+        else:
+            points.append(np.stack([(cols + t) * col_mm, rows * row_mm], axis=1))
+    xy = np.concatenate(points)
+    if xy.shape[0] < 3:
+        return 0.0, 0.0
+    from scipy.spatial import ConvexHull
 
-
-def moment_diameters_mm(
-    image: np.ndarray,
-    region: np.ndarray,
-    inside_level: float,
-    outside_level: float,
-    row_mm: float,
-    col_mm: float,
-    margin_px: int = 2,
-) -> tuple[float, float]:
-    """Diameters of an elliptical region from intensity-weighted moments.
-
-    Each pixel within ``margin_px`` of ``region`` is weighted by its fraction
-    between ``outside_level`` and ``inside_level`` (partial volume, noise left
-    unclipped so that it averages out). For a filled ellipse the variance
-    along an axis is (semi-axis)^2 / 4, so each diameter is four times the
-    square root of the covariance eigenvalue, after removing the variance of
-    a pixel's own extent. Returns (major, minor) in mm.
-    """
-    band = ndimage.binary_dilation(region, iterations=margin_px)
-    rows, cols = np.nonzero(band)
-    weights = (image[rows, cols] - outside_level) / (inside_level - outside_level)
-    points = np.stack([cols * col_mm, rows * row_mm], axis=1)
-    total = weights.sum()
-    centre = (weights[:, None] * points).sum(axis=0) / total
-    offset = points - centre
-    cov = (weights[:, None, None] * offset[:, :, None] * offset[:, None, :]).sum(0)
-    cov = cov / total - np.diag([col_mm**2 / 12.0, row_mm**2 / 12.0])
-    values = np.clip(np.linalg.eigvalsh(cov), 0.0, None)
-    return float(4.0 * math.sqrt(values[1])), float(4.0 * math.sqrt(values[0]))
+    hull = xy[ConvexHull(xy).vertices]
+    diff = hull[:, None, :] - hull[None, :, :]
+    dist = np.sqrt((diff**2).sum(-1))
+    i, j = np.unravel_index(np.argmax(dist), dist.shape)
+    axis_dir = diff[i, j] / dist[i, j]
+    normal = np.array([-axis_dir[1], axis_dir[0]])
+    spread = xy @ normal
+    return float(dist[i, j]), float(spread.max() - spread.min())

@@ -67,3 +67,36 @@ def test_same_folder_refused(app: typer.Typer, tmp_path: Path, data_dir: Path) -
         app, ["deid", str(tmp_path), str(tmp_path), "--trial", "T"]
     )
     assert isinstance(result.exception, ConfigurationError)
+
+
+def test_pixel_rules_file_cleans_instead_of_quarantine(
+    app: typer.Typer, tmp_path: Path, data_dir: Path
+) -> None:
+    import json
+
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    us = ct_slice(0)
+    us.Modality = "US"
+    us.save_as(in_dir / "us.dcm", enforce_file_format=True)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"modality": "US", "regions": [[0, 0, 4, 16]]}]))
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "deid",
+            str(in_dir),
+            str(out_dir),
+            "--trial",
+            "T",
+            "--pixel-rules",
+            str(rules),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 written, 0 quarantined, 0 rejected" in result.output
+    (path,) = out_dir.rglob("*.dcm")
+    pixels = pydicom.dcmread(path).pixel_array
+    assert not pixels[:4].any()
+    assert (pixels[4:] == us.pixel_array[4:]).all()

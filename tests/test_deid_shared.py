@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -180,3 +181,37 @@ def test_dciodvfy_reports_no_new_errors(
         assert new == [], (path.name, new)
         checked += 1
     assert checked > 100
+
+
+def test_configured_region_cleans_the_ultrasound_banner(tmp_path: Path) -> None:
+    from tools.deid import PixelCleaningRule
+
+    source = shared_data("deid_phi_burned_in_deid_data") / "GREYSCALE_IMAGE.dcm"
+    original = pydicom.dcmread(source)
+    banner = PixelCleaningRule(
+        regions=((0, 0, 24, 1024),),
+        modality="US",
+        manufacturer="philips",
+        model="EPIQ",
+        rows=768,
+        columns=1024,
+    )
+    deidentifier = Deidentifier("s", "T", pixel_cleaning=[banner])
+    (outcome,) = deidentify_files([source], tmp_path, deidentifier)
+    assert outcome.outcome is Outcome.WRITTEN, outcome.reason
+
+    out = pydicom.dcmread(outcome.output)
+    before, after = original.pixel_array, out.pixel_array
+    assert after.shape == before.shape
+    assert before[:24].any(), "the banner holds text before cleaning"
+    assert not after[:24].any()
+    assert np.array_equal(after[24:], before[24:])
+    assert out.BurnedInAnnotation == "NO"
+    codes = {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
+    assert "113101" in codes
+    assert PhiGuard.from_datasets([original]).scan(out) == []
+
+    other_model = PixelCleaningRule(regions=((0, 0, 24, 1024),), model="LOGIQ")
+    held = Deidentifier("s", "T", pixel_cleaning=[other_model])
+    (outcome,) = deidentify_files([source], tmp_path / "held", held)
+    assert outcome.outcome is Outcome.QUARANTINED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tools.edc import AI_FINDINGS_FORM_OID, EmbeddedEdc, RecordStatus
@@ -187,3 +189,25 @@ def test_queries_open_close_and_no_duplicates(db_url: str) -> None:
         edc.close_query(query.query_id, actor="dm", role="data_manager", reason="x")
     actions = [e.action for e in edc.audit.show(f"edc_query:{query.query_id}")]
     assert actions == ["edc.raise_query", "edc.close_query"]
+
+
+def test_open_edc_follows_the_settings(tmp_path: Path) -> None:
+    from tools.edc import Edc, RwsEdc, open_edc
+    from triallens.errors import ConfigurationError
+    from triallens.settings import Settings
+
+    embedded = open_edc(Settings(data_dir=tmp_path))
+    remote = open_edc(
+        Settings(
+            data_dir=tmp_path,
+            trial_id="TL-9",
+            edc_rws_url="http://127.0.0.1:9/RaveWebServices",
+            edc_rws_username="svc",
+            edc_rws_password="secret-pw",
+        )
+    )
+
+    assert isinstance(embedded, EmbeddedEdc) and isinstance(embedded, Edc)
+    assert isinstance(remote, RwsEdc) and remote.rave_study == "TL-9(Prod)"
+    with pytest.raises(ConfigurationError, match="USERNAME"):
+        open_edc(Settings(data_dir=tmp_path, edc_rws_url="http://127.0.0.1:9/"))

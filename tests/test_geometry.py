@@ -224,3 +224,13 @@ def test_enhanced_multiframe_geometry_from_functional_groups() -> None:
     # Frame at z index k had stored value 100 + k and intercept -1000 - k.
     assert volume.pixels[:, 0, 0].tolist() == [-900.0] * 5
     assert volume.measurable
+
+
+def test_localizer_only_series_is_flagged_not_measured() -> None:
+    scout = ct_series(2)
+    for ds in scout:
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    (volume,) = build_volumes(scout)
+    assert _codes(volume) == {QcCode.LOCALIZER}
+    assert not volume.measurable
+    assert volume.not_measurable_reason == "localizer series"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -13,10 +13,12 @@ from fastmcp.exceptions import ToolError
 from PIL import Image
 
 from mcp_server import build_server
-from tests._mcp_fixtures import KEY_IMAGE_SIZE, PASSWORDS, TRIAL, McpWorld
 from triallens.audit import AuditTrail
 from triallens.errors import ConfigurationError
 from triallens.settings import get_settings
+
+if TYPE_CHECKING:
+    from tests._mcp_fixtures import McpWorld
 
 pytest_plugins = ["tests._mcp_fixtures"]
 pytestmark = pytest.mark.anyio
@@ -71,7 +73,7 @@ async def test_lists_tools_resources_and_prompts(mcp_world: McpWorld) -> None:
 
 
 async def test_worklist_filters(mcp_world: McpWorld) -> None:
-    rows = await _call("mona", "list_worklist", {"trial_id": TRIAL})
+    rows = await _call("mona", "list_worklist", {"trial_id": mcp_world.trial})
     assert [row["study_uid"] for row in rows] == [
         mcp_world.other_uid,
         mcp_world.followup_uid,
@@ -117,7 +119,7 @@ async def test_subject_timeline_defaults_to_the_server_trial(
     mcp_world: McpWorld,
 ) -> None:
     default_trial = get_settings().trial_id
-    assert default_trial != TRIAL
+    assert default_trial != mcp_world.trial
     with pytest.raises(
         ToolError,
         match=f"no triaged studies for subject SUBJ-007 in trial {default_trial}",
@@ -129,7 +131,7 @@ async def test_subject_timeline_in_trial(mcp_world: McpWorld) -> None:
     lines = await _call(
         "rita",
         "get_subject_timeline",
-        {"subject_id": mcp_world.subject_id, "trial_id": TRIAL},
+        {"subject_id": mcp_world.subject_id, "trial_id": mcp_world.trial},
     )
     assert [line["time_point_id"] for line in lines] == ["BASELINE", "WEEK08"]
     base = mcp_world.sod(mcp_world.baseline_uid)
@@ -168,7 +170,7 @@ async def test_key_image_is_image_content(mcp_world: McpWorld) -> None:
     assert image.type == "image"
     assert image.mime_type == "image/png"
     png = Image.open(io.BytesIO(base64.b64decode(image.data)))
-    assert png.size == KEY_IMAGE_SIZE
+    assert png.size == mcp_world.key_image_size
 
 
 async def test_key_image_errors(mcp_world: McpWorld) -> None:
@@ -183,7 +185,7 @@ async def test_key_image_errors(mcp_world: McpWorld) -> None:
 
 
 async def test_deviations(mcp_world: McpWorld) -> None:
-    rows = await _call("mona", "list_deviations", {"trial_id": TRIAL})
+    rows = await _call("mona", "list_deviations", {"trial_id": mcp_world.trial})
     assert {row["study_uid"] for row in rows} == {
         mcp_world.other_uid,
         mcp_world.followup_uid,
@@ -193,7 +195,7 @@ async def test_deviations(mcp_world: McpWorld) -> None:
     subject = await _call(
         "mona",
         "list_deviations",
-        {"trial_id": TRIAL, "subject_id": mcp_world.subject_id},
+        {"trial_id": mcp_world.trial, "subject_id": mcp_world.subject_id},
     )
     assert [row["time_point_id"] for row in subject] == ["WEEK08"]
 
@@ -206,7 +208,7 @@ async def test_reader_accepts_with_signature(mcp_world: McpWorld) -> None:
         {
             "study_uid": uid,
             "decision": "accept",
-            "password": PASSWORDS["rita"],
+            "password": mcp_world.passwords["rita"],
             "record_version": 1,
         },
     )
@@ -222,7 +224,7 @@ async def test_reader_accepts_with_signature(mcp_world: McpWorld) -> None:
     assert mcp_entries[0].role == "reader"
     assert mcp_entries[0].new["client"] == "stdio"
     assert mcp_entries[0].new["decision"] == "accept"
-    assert PASSWORDS["rita"] not in str([e.new for e in entries])
+    assert mcp_world.passwords["rita"] not in str([e.new for e in entries])
 
 
 async def test_adjudicator_modifies_an_item(mcp_world: McpWorld) -> None:
@@ -233,7 +235,7 @@ async def test_adjudicator_modifies_an_item(mcp_world: McpWorld) -> None:
         {
             "study_uid": uid,
             "decision": "modify",
-            "password": PASSWORDS["adam"],
+            "password": mcp_world.passwords["adam"],
             "item_name": "sum_of_diameters_mm",
             "new_value": 47.0,
             "reason": "node re-measured on the thinner series",
@@ -253,7 +255,11 @@ async def test_review_argument_rules(mcp_world: McpWorld) -> None:
         await _call(
             "rita",
             "review_finding",
-            {"study_uid": uid, "decision": "reject", "password": PASSWORDS["rita"]},
+            {
+                "study_uid": uid,
+                "decision": "reject",
+                "password": mcp_world.passwords["rita"],
+            },
         )
     with pytest.raises(ToolError, match="give item_name and new_value"):
         await _call(
@@ -262,7 +268,7 @@ async def test_review_argument_rules(mcp_world: McpWorld) -> None:
             {
                 "study_uid": uid,
                 "decision": "modify",
-                "password": PASSWORDS["rita"],
+                "password": mcp_world.passwords["rita"],
                 "reason": "x",
             },
         )
@@ -273,7 +279,7 @@ async def test_review_argument_rules(mcp_world: McpWorld) -> None:
             {
                 "study_uid": mcp_world.other_uid,
                 "decision": "accept",
-                "password": PASSWORDS["rita"],
+                "password": mcp_world.passwords["rita"],
             },
         )
 
@@ -301,12 +307,14 @@ async def test_stale_version_is_a_conflict(mcp_world: McpWorld) -> None:
     args = {
         "study_uid": uid,
         "decision": "accept",
-        "password": PASSWORDS["rita"],
+        "password": mcp_world.passwords["rita"],
         "record_version": 1,
     }
     await _call("rita", "review_finding", args)
     with pytest.raises(ToolError, match="changed since version 1"):
-        await _call("adam", "review_finding", dict(args, password=PASSWORDS["adam"]))
+        await _call(
+            "adam", "review_finding", dict(args, password=mcp_world.passwords["adam"])
+        )
 
 
 async def test_medical_monitor_may_not_review(mcp_world: McpWorld) -> None:
@@ -315,7 +323,11 @@ async def test_medical_monitor_may_not_review(mcp_world: McpWorld) -> None:
         await _call(
             "mona",
             "review_finding",
-            {"study_uid": uid, "decision": "accept", "password": PASSWORDS["mona"]},
+            {
+                "study_uid": uid,
+                "decision": "accept",
+                "password": mcp_world.passwords["mona"],
+            },
         )
     denied = _audit().show("mcp_tool:review_finding")
     assert len(denied) == 1
@@ -346,10 +358,14 @@ async def test_queries_raise_and_list(mcp_world: McpWorld) -> None:
     assert query["time_point_id"] == "WEEK08"
     assert query["record_id"] == mcp_world.record_ids[uid]
     assert query["raised_by"] == "dana"
-    listed = await _call("mona", "list_queries", {"trial_id": TRIAL, "status": "open"})
+    listed = await _call(
+        "mona", "list_queries", {"trial_id": mcp_world.trial, "status": "open"}
+    )
     assert [q["query_id"] for q in listed] == [query["query_id"]]
     assert (
-        await _call("mona", "list_queries", {"trial_id": TRIAL, "status": "closed"})
+        await _call(
+            "mona", "list_queries", {"trial_id": mcp_world.trial, "status": "closed"}
+        )
         == []
     )
     audited = _audit().show(f"edc_query:{query['query_id']}")
@@ -416,7 +432,7 @@ async def test_resources(mcp_world: McpWorld) -> None:
     async with Client(_server("mona")) as client:
         report = await client.read_resource(f"triallens://studies/{uid}/report")
         timeline = await client.read_resource(
-            f"triallens://trials/{TRIAL}/subjects/{mcp_world.subject_id}/timeline"
+            f"triallens://trials/{mcp_world.trial}/subjects/{mcp_world.subject_id}/timeline"
         )
     text = report[0].text
     assert f"study {uid}" in text
@@ -442,7 +458,7 @@ async def test_prompts(mcp_world: McpWorld) -> None:
         review = await client.get_prompt("review_study", {"study_uid": uid})
         course = await client.get_prompt(
             "summarise_subject_course",
-            {"subject_id": mcp_world.subject_id, "trial_id": TRIAL},
+            {"subject_id": mcp_world.subject_id, "trial_id": mcp_world.trial},
         )
     review_text = review.messages[0].content.text
     assert f"Review study {uid}" in review_text

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -17,9 +17,11 @@ from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from PIL import Image
 
-from tests._mcp_fixtures import KEY_IMAGE_SIZE, PASSWORDS, TRIAL, McpWorld
 from triallens.audit import AuditTrail
 from triallens.settings import get_settings
+
+if TYPE_CHECKING:
+    from tests._mcp_fixtures import McpWorld
 
 pytest_plugins = ["tests._mcp_fixtures"]
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -80,12 +82,14 @@ async def test_every_tool_over_http(http_server: str, mcp_world: McpWorld) -> No
     uid = mcp_world.followup_uid
     async with Client(http_server, auth=mcp_world.tokens["rita"]) as client:
         tools = {tool.name for tool in await client.list_tools()}
-        worklist = (await client.call_tool("list_worklist", {"trial_id": TRIAL})).data
+        worklist = (
+            await client.call_tool("list_worklist", {"trial_id": mcp_world.trial})
+        ).data
         study = (await client.call_tool("get_study_triage", {"study_uid": uid})).data
         timeline = (
             await client.call_tool(
                 "get_subject_timeline",
-                {"subject_id": mcp_world.subject_id, "trial_id": TRIAL},
+                {"subject_id": mcp_world.subject_id, "trial_id": mcp_world.trial},
             )
         ).data
         measured = (await client.call_tool("get_measurements", {"study_uid": uid})).data
@@ -93,7 +97,7 @@ async def test_every_tool_over_http(http_server: str, mcp_world: McpWorld) -> No
             "get_key_image", {"study_uid": uid, "lesion_id": "T01"}
         )
         deviations = (
-            await client.call_tool("list_deviations", {"trial_id": TRIAL})
+            await client.call_tool("list_deviations", {"trial_id": mcp_world.trial})
         ).data
         reviewed = (
             await client.call_tool(
@@ -101,7 +105,7 @@ async def test_every_tool_over_http(http_server: str, mcp_world: McpWorld) -> No
                 {
                     "study_uid": uid,
                     "decision": "reject",
-                    "password": PASSWORDS["rita"],
+                    "password": mcp_world.passwords["rita"],
                     "reason": "lesion T01 is a vessel on the portal phase",
                 },
             )
@@ -119,7 +123,9 @@ async def test_every_tool_over_http(http_server: str, mcp_world: McpWorld) -> No
                 },
             )
         ).data
-        queries = (await client.call_tool("list_queries", {"trial_id": TRIAL})).data
+        queries = (
+            await client.call_tool("list_queries", {"trial_id": mcp_world.trial})
+        ).data
 
     assert len(tools) == 9
     assert [row["study_uid"] for row in worklist][1] == uid
@@ -130,7 +136,7 @@ async def test_every_tool_over_http(http_server: str, mcp_world: McpWorld) -> No
         "N01",
     }
     png = Image.open(io.BytesIO(base64.b64decode(image.content[1].data)))
-    assert png.size == KEY_IMAGE_SIZE
+    assert png.size == mcp_world.key_image_size
     assert {row["study_uid"] for row in deviations} == {uid, mcp_world.other_uid}
     assert reviewed["status"] == "rejected"
     assert "Rita Reader (rita), review" in reviewed["signatures"][0]
@@ -162,14 +168,16 @@ async def test_medical_monitor_review_is_refused_and_audited(
 ) -> None:
     uid = mcp_world.followup_uid
     async with Client(http_server, auth=mcp_world.tokens["mona"]) as client:
-        rows = (await client.call_tool("list_worklist", {"trial_id": TRIAL})).data
+        rows = (
+            await client.call_tool("list_worklist", {"trial_id": mcp_world.trial})
+        ).data
         with pytest.raises(ToolError, match=r"permission denied.*medical_monitor"):
             await client.call_tool(
                 "review_finding",
                 {
                     "study_uid": uid,
                     "decision": "accept",
-                    "password": PASSWORDS["mona"],
+                    "password": mcp_world.passwords["mona"],
                 },
             )
         study = (await client.call_tool("get_study_triage", {"study_uid": uid})).data

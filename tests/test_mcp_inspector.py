@@ -11,11 +11,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests._mcp_fixtures import McpWorld
+if TYPE_CHECKING:
+    from tests._mcp_fixtures import McpWorld
 
 pytest_plugins = ["tests._mcp_fixtures"]
 pytestmark = pytest.mark.slow
@@ -112,7 +113,7 @@ def test_inspector_sees_a_refusal_as_a_tool_error(
         "--tool-arg",
         "decision=accept",
         "--tool-arg",
-        "password=mona-password-3",
+        f"password={mcp_world.passwords['mona']}",
         exit_code=5,  # the Inspector's exit status for a tool result with isError
     )
     assert called["isError"] is True

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from tests._mcp_fixtures import PASSWORDS, TRIAL, McpWorld
 from triallens.audit import AuditTrail
 from triallens.settings import get_settings
+
+if TYPE_CHECKING:
+    from tests._mcp_fixtures import McpWorld
 
 pytest_plugins = ["tests._mcp_fixtures"]
 
@@ -35,11 +38,17 @@ async def test_stdio_server_acts_as_the_configured_user(mcp_world: McpWorld) -> 
     uid = mcp_world.followup_uid
     async with Client(_stdio("mona")) as client:
         tools = await client.list_tools()
-        rows = (await client.call_tool("list_worklist", {"trial_id": TRIAL})).data
+        rows = (
+            await client.call_tool("list_worklist", {"trial_id": mcp_world.trial})
+        ).data
         with pytest.raises(ToolError, match="permission denied"):
             await client.call_tool(
                 "review_finding",
-                {"study_uid": uid, "decision": "accept", "password": PASSWORDS["mona"]},
+                {
+                    "study_uid": uid,
+                    "decision": "accept",
+                    "password": mcp_world.passwords["mona"],
+                },
             )
     assert len(tools) == 9
     assert [row["study_uid"] for row in rows][1] == uid

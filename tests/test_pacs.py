@@ -236,3 +236,31 @@ def test_qido_json_with_missing_empty_and_bulkdata_values() -> None:
 
     assert summary == StudySummary(study_uid="1.2.3", modalities=("CT", "SR"))
     assert StudySummary.from_json({"00100020": {"vr": "LO", "Value": ["X"]}}) is None
+
+
+@pytest.fixture(scope="module")
+def orthanc_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests._orthanc_fixtures import orthanc_missing, run_orthanc
+
+    if orthanc_missing():
+        pytest.skip(str(orthanc_missing()))
+    users = {"AuthenticationEnabled": True, "RegisteredUsers": {"reader": "s3cret"}}
+    with run_orthanc(
+        tmp_path_factory.mktemp("orthanc-auth"), extra_config=users
+    ) as server:
+        yield server.dicomweb_url
+
+
+@pytest.mark.slow
+@pytest.mark.orthanc
+def test_basic_auth_against_orthanc(orthanc_with_users: str) -> None:
+    study = synthetic_ct_study(slices=1, size=4)
+    good = DicomWebPacs(orthanc_with_users, username="reader", password="s3cret")
+    bad = DicomWebPacs(orthanc_with_users, username="reader", password="wrong")
+    anonymous = DicomWebPacs(orthanc_with_users)
+
+    assert good.store(study).ok
+    assert [s.study_uid for s in good.search_studies()] == [study[0].StudyInstanceUID]
+    for client in (bad, anonymous):
+        with pytest.raises(PacsError, match="HTTP 401"):
+            client.search_studies()

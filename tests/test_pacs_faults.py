@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -22,6 +23,15 @@ from triallens.events import EventLog, EventStatus, StudyEvent, study_version
 Reply = tuple[int, object]
 
 
+@dataclass
+class StallMidBody:
+    """An answer that sends its headers and a few bytes, then goes silent."""
+
+    content_type: str
+    first_bytes: bytes
+    stall_s: float
+
+
 class ScriptedServer:
     """A loopback HTTP server whose answer to each GET a test decides."""
 
@@ -34,6 +44,16 @@ class ScriptedServer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 outer.requests.append((self.path, headers))
                 status, body = answer(self.path, headers)
+                if isinstance(body, StallMidBody):
+                    self.send_response(status)
+                    self.send_header("Content-Type", body.content_type)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(body.first_bytes)
+                        self.wfile.flush()
+                    time.sleep(body.stall_s)
+                    return
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/dicom+json")
@@ -238,3 +258,50 @@ def test_pacs_fault_keeps_the_event_and_a_later_retry_succeeds(  # type: ignore[
         study_version(["1.2.3.1.1", "1.2.3.1.2"])
     ]
     assert watcher.event_log.records()[0].status is EventStatus.DONE
+
+
+def test_stall_in_the_middle_of_a_retrieval_is_retried_then_reported(  # type: ignore[no-untyped-def]
+    serve,
+) -> None:
+    boundary = "b0undary"
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    first = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    server = serve(lambda path, headers: (200, StallMidBody(content_type, first, 1.0)))
+    pacs = DicomWebPacs(server.url, timeout_s=0.3, retries=1, backoff_s=0.01)
+
+    with pytest.raises(PacsError, match="timed out") as caught:
+        pacs.retrieve_study("1.2.3")
+
+    assert "retrieve study" in str(caught.value)
+    assert "after 2 attempts" in str(caught.value)
+    assert len(server.requests) == 2
+
+
+def test_qido_items_with_gaps_are_read_or_skipped(serve) -> None:  # type: ignore[no-untyped-def]
+    items = [
+        {  # complete
+            "0020000E": {"vr": "UI", "Value": ["1.2.3.1"]},
+            "00080018": {"vr": "UI", "Value": ["1.2.3.1.1"]},
+            "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.88.22"]},
+            "00200013": {"vr": "IS", "Value": [7]},
+        },
+        {  # no SOP Class, empty instance number, bulk data where a value was
+            "0020000E": {"vr": "UI", "Value": ["1.2.3.1"]},
+            "00080018": {"vr": "UI", "Value": ["1.2.3.1.2"]},
+            "00200013": {"vr": "IS"},
+            "00280008": {"vr": "IS", "BulkDataURI": "http://127.0.0.1/bulk/9"},
+        },
+        {"0020000E": {"vr": "UI", "Value": ["1.2.3.1"]}},  # no SOP Instance UID
+    ]
+    server = serve(lambda path, headers: (200, [] if "offset" in path else items))
+    pacs = DicomWebPacs(server.url)
+
+    found = pacs.search_instances("1.2.3")
+
+    assert [(i.sop_instance_uid, i.instance_number) for i in found] == [
+        ("1.2.3.1.1", 7),
+        ("1.2.3.1.2", None),
+    ]
+    assert found[0].study_uid == "1.2.3"  # taken from the request
+    assert not found[0].for_inference  # an enhanced SR
+    assert found[1].for_inference and found[1].number_of_frames is None

@@ -122,3 +122,15 @@ def test_assert_clean_names_kind_and_place_but_not_value() -> None:
     message = str(excinfo.value)
     assert "EDC payload" in message and "$.comment" in message
     assert "1961" not in message and "DOE" not in message.upper()
+
+
+def test_mapping_keys_may_be_dicom_keywords() -> None:
+    guard = PhiGuard.from_mapping(
+        {"PatientName": "ROE^RICHARD", "StudyDate": "20240312", "PatientID": "X-99"}
+    )
+    assert guard.scan("richard roe")
+    assert guard.scan("2024-03-12")
+    assert guard.scan("x-99")
+    assert guard.scan("nothing here") == []
+    kinds = {value.source: value.kind for value in guard.values}
+    assert kinds == {"PatientName": "name", "StudyDate": "date", "PatientID": "id"}

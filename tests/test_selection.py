@@ -135,3 +135,21 @@ def test_empty_study() -> None:
     result = select_series([], "recist_ct")
     assert result.volume is None
     assert "no image series" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("Thorax-Abdomen nativ 5mm", False),
+        ("CT ABD W/O", False),
+        ("AXIAL NON-CONTRAST", False),
+        ("ABDOMEN PORTAL VENOUS", True),
+        ("CHEST C+", True),
+        ("AXIAL 5MM", None),
+    ],
+)
+def test_contrast_from_descriptions(description: str, expected: bool | None) -> None:
+    from triallens.selection import contrast_status
+
+    (volume,) = build_volumes(_series(description))
+    assert contrast_status(volume) is expected

@@ -13,9 +13,9 @@ import pydicom
 import pytest
 
 from tests._synth_fixtures import (
+    edge_diameters_mm,
     otsu,
     pixel_of,
-    profile_diameters_mm,
     read_series,
     small_trial,
     threshold_region,
@@ -100,12 +100,11 @@ def test_ct_lesions_remeasured_from_pixels(small_trial: Path) -> None:
             distance = np.hypot(rr - seed[0], cc - seed[1])
             core = np.median(image[distance <= 2])
             ring = np.median(image[(distance > radius + 2) & (distance < radius + 4)])
+            threshold = (core + ring) / 2
             region = threshold_region(
-                image, (core + ring) / 2, seed, below=bool(core < ring)
+                image, threshold, seed, below=bool(core < ring), smooth_px=0.7
             )
-            longest, short = profile_diameters_mm(
-                image, region, (core + ring) / 2, row_mm, col_mm
-            )
+            longest, short = edge_diameters_mm(image, region, threshold, row_mm, col_mm)
             assert longest == pytest.approx(
                 lesion["longest_diameter_mm"], abs=col_mm
             ), (
@@ -169,15 +168,14 @@ def test_haematoma_volume_remeasured_from_pixels(small_trial: Path) -> None:
         centre = visit["haematoma_centre_mm"]
         k = int(np.argmin(np.abs(positions[:, 2] - centre[2])))
         seed = pixel_of(centre, datasets[k])
-        core = float(
-            np.median(stack[k][seed[0] - 1 : seed[0] + 2, seed[1] - 1 : seed[1] + 2])
-        )
+        window = stack[k][seed[0] - 3 : seed[0] + 4, seed[1] - 3 : seed[1] + 4]
+        core = float(np.median(window))
         brain = stack[k][(stack[k] > 15) & (stack[k] < core - 15)]
         threshold = (core + float(np.median(brain))) / 2
         voxels = 0
         for index in range(stack.shape[0]):
             voxels += threshold_region(
-                stack[index], threshold, seed, upper=core + 30
+                stack[index], threshold, seed, upper=core + 30, smooth_px=0.5
             ).sum()
         row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
         dz = float(np.median(np.diff(positions[:, 2])))

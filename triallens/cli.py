@@ -42,6 +42,7 @@ def _register_commands() -> None:
     from triallens.commands import core
     from triallens.commands import deid as deid_command
     from triallens.commands import edc as edc_command
+    from triallens.commands import evaluate as evaluate_command
     from triallens.commands import mcp as mcp_command
     from triallens.commands import synth as synth_command
     from triallens.commands import trace as trace_command
@@ -57,6 +58,7 @@ def _register_commands() -> None:
     users_command.register(app)
     synth_command.register(app)
     watch_command.register(app)
+    evaluate_command.register(app)
 
 
 def main() -> None:

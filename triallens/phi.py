@@ -72,6 +72,8 @@ _IDENTIFYING_KEYWORDS: dict[str, str] = {
     "FrameOfReferenceUID": "uid",
 }
 
+_KINDS = frozenset({"name", "id", "date", "text", "uid"})
+
 # Values too generic to be evidence of PHI on their own.
 _IGNORED_VALUES = frozenset(
     {"anonymous", "anonymized", "anonymised", "removed", "unknown", "none", "test"}
@@ -156,11 +158,16 @@ class PhiGuard:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Sequence[str] | str]) -> PhiGuard:
-        """A guard from ``{"name": [...], "date": [...], "id": [...]}``."""
+        """A guard from ``{"name": [...], "date": [...], "id": [...]}``.
+
+        Keys are kinds (``name``, ``id``, ``date``, ``text``, ``uid``) or DICOM
+        keywords (``PatientName``, ``StudyDate``), whose kind is inferred.
+        """
         items: list[PhiValue] = []
-        for kind, vals in values.items():
+        for key, vals in values.items():
+            kind = _kind_for(key)
             for val in [vals] if isinstance(vals, str) else vals:
-                items.append(PhiValue(kind, str(val), kind))
+                items.append(PhiValue(kind, str(val), key))
         return cls(items)
 
     @property
@@ -216,6 +223,20 @@ class PhiGuard:
 
 
 # Variants ------------------------------------------------------------------
+
+
+def _kind_for(key: str) -> str:
+    if key in _KINDS:
+        return key
+    if key in _IDENTIFYING_KEYWORDS:
+        return _IDENTIFYING_KEYWORDS[key]
+    if key.endswith(("Date", "DateTime")):
+        return "date"
+    if key.endswith("Name"):
+        return "name"
+    if key.endswith("UID"):
+        return "uid"
+    return "text"
 
 
 def _useful(value: str) -> bool:

@@ -40,7 +40,7 @@ _CONTRAST_WORDS = re.compile(
 )
 _NON_CONTRAST_WORDS = re.compile(
     r"(?<![A-Z])(NON[- ]?CONTRAST|NON[- ]?CON|NONCON|WITHOUT|W/O|NC|PLAIN|C-|"
-    r"UNENHANCED|NATIVE|PRE)(?![A-Z])"
+    r"UNENHANCED|NATIVE?|PRE)(?![A-Z])"
 )
 _HEAD_WORDS = re.compile(r"(?<![A-Z])(HEAD|BRAIN|CRANI\w*|SKULL|CEREBR\w*)(?![A-Z])")
 _CINE_WORDS = re.compile(r"(?<![A-Z])(CINE|SSFP|TRUFI\w*|FIESTA|BTFE|BFFE)(?![A-Z])")

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Databases: SQLite files under data_dir unless a URL is given.
     database_url: str | None = None
     edc_database_url: str | None = None
+    # EDC over Rave Web Services instead of the embedded EDC, when a URL is given.
+    edc_rws_url: str | None = None
+    edc_rws_username: str | None = None
+    edc_rws_password: SecretStr | None = None
+    edc_rws_environment: str | None = "Prod"
     checkpoint_url: str | None = None
 
     # PACS: the embedded local store unless a DICOMweb URL is given.

@@ -207,6 +207,19 @@ def measure(state: TriageState, ctx: TriageContext) -> TriageState:
             "lesions": [],
         }
     selection = select_series(volumes, task)
+    if selection.volume is None and task == "recist_ct":
+        # A missing contrast agent is a charter deviation, not a reason to
+        # leave the visit unmeasured: measure the non-contrast series and say so.
+        relaxed = select_series(volumes, task, {"contrast": None})
+        if relaxed.volume is not None:
+            selection = relaxed
+            qc.append(
+                QcFlag(
+                    code="non_contrast_series",
+                    reason="measured on a series with no contrast agent recorded",
+                    series_uid=relaxed.volume.series_uid,
+                ).model_dump()
+            )
     if selection.volume is None:
         return {
             "task": task,

@@ -112,7 +112,7 @@ def lesion_centres(
     lx, ly, lz = liver.centre
     la, lb, lc = liver.semi_axes
     lung = anatomy.lungs[1]
-    body_a, body_b = anatomy.body.semi_axes[:2]
+    body_a = anatomy.body.semi_axes[0]
     fat_x, fat_y, _ = anatomy.mesenteric_fat.centre
     slots = {
         "liver_a": (lx - 0.3 * la, ly + 0.25 * lb, lz),
@@ -573,10 +573,16 @@ def render_head_ct(
     """A non-contrast head CT with a right basal-ganglia haematoma."""
     shape, spacing = layout.head_shape, layout.head_spacing
     grid = _z_grid(shape[0], spacing[0])
-    ratio = (1.0, 0.72, 0.8)
-    scale = (target_ml * 1000.0 / (4.0 / 3.0 * math.pi * math.prod(ratio))) ** (1 / 3)
-    axes = (scale * ratio[0], scale * ratio[1], scale * ratio[2])
-    centre = (-24.0, 6.0, _snap(0.0, grid))
+    # The cranio-caudal semi-axis ends half-way between slices, so that no
+    # slice cuts only the tip of the clot.
+    dz = spacing[0]
+    nominal_c = 0.8 * (target_ml * 1000.0 / (4.0 / 3.0 * math.pi * 0.72 * 0.8)) ** (
+        1 / 3
+    )
+    c = (max(1, round(nominal_c / dz - 0.5)) + 0.5) * dz
+    a = math.sqrt(target_ml * 1000.0 / (4.0 / 3.0 * math.pi * 0.72 * c))
+    axes = (a, 0.72 * a, c)
+    centre = (-36.0, 14.0, _snap(0.0, grid))
     spec = HaematomaSpec(centre_mm=centre, semi_axes_mm=axes, angle_deg=15.0, hu=hu)
     phantom = head_ct_phantom(shape, spacing, spec, rng)
     geometry = _axial_geometry(shape, spacing, HEAD_CENTRE, spacing[0])

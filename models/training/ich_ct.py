@@ -175,7 +175,7 @@ def ich_ct_task() -> TrainingTask:
         evaluate=evaluate_ich_ct,
         model_card=_model_card,
         training_data=TRAINING_DATA,
-        subjects=16,
-        steps=500,
+        subjects=12,
+        steps=400,
         foreground_fraction=0.7,
     )

@@ -164,7 +164,7 @@ def lvef_cmr_task() -> TrainingTask:
         evaluate=evaluate_lvef_cmr,
         model_card=_model_card,
         training_data=TRAINING_DATA,
-        subjects=16,
-        steps=500,
+        subjects=12,
+        steps=400,
         foreground_fraction=0.8,
     )

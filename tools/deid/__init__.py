@@ -6,5 +6,13 @@ Entry point: ``Deidentifier(secret, trial_id, sponsor=None, ...)`` with
 
 from tools.deid.burned_in import burned_in_reason
 from tools.deid.deidentifier import BurnedInTextError, Deidentifier, SafePrivateTag
+from tools.deid.pixels import PixelCleaningRule, load_rules
 
-__all__ = ["BurnedInTextError", "Deidentifier", "SafePrivateTag", "burned_in_reason"]
+__all__ = [
+    "BurnedInTextError",
+    "Deidentifier",
+    "PixelCleaningRule",
+    "SafePrivateTag",
+    "burned_in_reason",
+    "load_rules",
+]

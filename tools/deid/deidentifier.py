@@ -29,6 +29,7 @@ from pydicom.uid import (
 )
 
 from tools.deid.burned_in import burned_in_reason
+from tools.deid.pixels import PixelCleaningRule, clean_pixels, find_rule
 from tools.deid.profile import entry_for
 from triallens.errors import DeidentificationError
 
@@ -63,6 +64,7 @@ _GUARD_KEY_TAGS = (
     0x00321032,  # Requesting Physician
 )
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "PN", "AE", "CS"})
+_SCRUBBED_VRS = (_TEXT_VRS - {"CS"}) | {"UN"}
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "SV", "UV"})
 _DESCRIPTOR_SUFFIXES = ("Description", "Label", "ProtocolName", "ContrastBolusAgent")
 
@@ -72,6 +74,7 @@ _METHOD_CODES = (
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
 )
 _SAFE_PRIVATE_CODE = ("113111", "Retain Safe Private Option")
+_CLEAN_PIXELS_CODE = ("113101", "Clean Pixel Data Option")
 _METHOD_TEXT = (
     "DICOM PS3.15 Basic Application Confidentiality Profile",
     "Retain Longitudinal Temporal Information Modified Dates",
@@ -126,6 +129,9 @@ class Deidentifier:
         Private elements to keep, as ``"GGGG,EE,CREATOR"`` strings.
     max_date_shift_days
         Dates move back by 1 to this many days, fixed per subject.
+    pixel_cleaning
+        Regions to blank in images that may carry burned-in text; such an
+        image matching no rule is quarantined.
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class Deidentifier:
         *,
         safe_private_tags: Iterable[str] = (),
         max_date_shift_days: int = 3650,
+        pixel_cleaning: Iterable[PixelCleaningRule] = (),
     ) -> None:
         if not secret:
             raise DeidentificationError("the de-identification secret is empty")
@@ -148,6 +155,7 @@ class Deidentifier:
             SafePrivateTag.parse(t) for t in safe_private_tags
         )
         self.max_date_shift_days = max(1, max_date_shift_days)
+        self.pixel_cleaning = tuple(pixel_cleaning)
         self._uid_cache: dict[str, str] = {}
         self._guards: dict[tuple[bytes, ...], Any] = {}
 
@@ -216,18 +224,20 @@ class Deidentifier:
         time_point_id, time_point_description
             Clinical Trial Time Point ID and description, when known.
         allow_burned_in
-            Process instances that may carry burned-in text (for header-only
-            use; the pixels are not cleaned).
+            Process instances that may carry burned-in text and match no
+            pixel cleaning rule (for header-only use; pixels are kept).
 
         Raises
         ------
         BurnedInTextError
-            The instance may hold burned-in text and ``allow_burned_in`` is off.
+            The instance may hold burned-in text, no pixel cleaning rule
+            matches it and ``allow_burned_in`` is off.
         DeidentificationError
             The dataset has no SOP Instance UID or cannot be processed.
         """
         reason = self.check(ds)
-        if reason and not allow_burned_in:
+        rule = find_rule(self.pixel_cleaning, ds) if reason else None
+        if reason and rule is None and not allow_burned_in:
             raise BurnedInTextError(reason)
         if 0x00080018 not in ds:
             raise DeidentificationError("the instance has no SOP Instance UID")
@@ -248,8 +258,10 @@ class Deidentifier:
         self._write_trial_modules(
             out, subject, site, time_point_id, time_point_description
         )
-        self._write_markers(out, context.kept_private)
+        self._write_markers(out, context.kept_private, rule is not None)
         out.file_meta = self._file_meta(ds, out)
+        if rule is not None:
+            clean_pixels(ds, out, rule)
         return out
 
     def _guard_for(self, ds: Dataset) -> Any:
@@ -295,13 +307,17 @@ class Deidentifier:
         # Clinical Trial Series module (C.7.3.2).
         out.ClinicalTrialCoordinatingCenterName = ""
 
-    def _write_markers(self, out: Dataset, kept_private: bool) -> None:
+    def _write_markers(
+        self, out: Dataset, kept_private: bool, cleaned_pixels: bool = False
+    ) -> None:
         out.PatientIdentityRemoved = "YES"
         out.LongitudinalTemporalInformationModified = "MODIFIED"
         out.DeidentificationMethod = list(_METHOD_TEXT)
         codes = list(_METHOD_CODES)
         if kept_private:
             codes.append(_SAFE_PRIVATE_CODE)
+        if cleaned_pixels:
+            codes.append(_CLEAN_PIXELS_CODE)
         items = []
         for value, meaning in codes:
             item = Dataset()
@@ -390,10 +406,11 @@ class _Context:
             self._sequence(src, out, tag, "K")
         elif vr == "UI":
             out.add_new(tag, "UI", self._remap(raw, keep_registered=True))
-        elif vr in _TEXT_VRS and vr != "CS" and _has_phi(self.guard, raw):
+        elif vr in _SCRUBBED_VRS and _has_phi(self.guard, raw):
             # A value the standard does not list, yet holding an identifying
             # value of this study (e.g. a name copied into a sequence name).
-            out.add_new(tag, vr, _empty(vr))
+            if vr != "UN":
+                out.add_new(tag, vr, _empty(vr))
         else:
             out[tag] = raw
 

@@ -41,6 +41,16 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--time-point", help="Clinical Trial Time Point ID."),
         ] = None,
+        pixel_rules: Annotated[
+            Path | None,
+            typer.Option(
+                "--pixel-rules",
+                exists=True,
+                dir_okay=False,
+                help="JSON list of pixel cleaning rules (regions to blank in "
+                "images with burned-in text); unmatched images are quarantined.",
+            ),
+        ] = None,
     ) -> None:
         """De-identify IN_DIR into OUT_DIR (PS3.15 Basic Profile, modified dates,
         clean descriptors); burned-in-text series are quarantined, never written.
@@ -49,7 +59,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
         from rich.table import Table
 
-        from tools.deid import Deidentifier
+        from tools.deid import Deidentifier, load_rules
         from tools.deid.batch import Outcome, deidentify_files
         from triallens.errors import ConfigurationError
         from triallens.settings import get_settings
@@ -62,6 +72,7 @@ def register(app: typer.Typer) -> None:
             trial,
             settings.sponsor,
             safe_private_tags=settings.safe_private_tags,
+            pixel_cleaning=load_rules(pixel_rules) if pixel_rules else (),
         )
         files = sorted(p for p in in_dir.rglob("*") if p.is_file())
         console = Console()

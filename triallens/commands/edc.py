@@ -127,3 +127,42 @@ def import_(
         f"imported {path.name}: {len(result.created)} created, "
         f"{len(result.updated)} updated, {len(result.unchanged)} unchanged"
     )
+
+
+@edc_app.command("show")
+def show(
+    record_id: Annotated[str, typer.Argument(help="The EDC record id.")],
+) -> None:
+    """Show one record: items, provenance, status and its e-signatures."""
+    from tools.edc import EmbeddedEdc
+    from triallens.settings import get_settings
+
+    record = EmbeddedEdc(get_settings().resolved_edc_url).get_record(record_id)
+    origin = "machine-derived" if record.machine_derived else "entered by a person"
+    typer.echo(
+        f"{record.form_oid} record {record.record_id} ({origin}), "
+        f"status {record.status.value}, version {record.version}"
+    )
+    typer.echo(
+        f"study {record.study_oid}, site {record.site_id or '-'}, subject "
+        f"{record.subject_id}, time point {record.time_point_id}"
+    )
+    if record.machine_derived:
+        typer.echo(
+            f"model {record.model_version}, trace {record.trace_id or '-'}, "
+            f"inputs {', '.join(record.input_hashes) or '-'}"
+        )
+    for item in record.items.values():
+        unit = f" {item.unit}" if item.unit else ""
+        note = ""
+        if item.original_value is not None:
+            note = f" (machine-derived value was {item.original_value})"
+        typer.echo(f"  {item.item_oid} = {item.value}{unit}{note}")
+    if not record.signatures:
+        typer.echo("not signed")
+    for signature in record.signatures:
+        reason = f"; reason: {signature.reason}" if signature.reason else ""
+        typer.echo(
+            f"signed: {signature.manifestation()}; decision "
+            f"{signature.decision}{reason}"
+        )

@@ -44,8 +44,6 @@ def mcp(
     every request needs a bearer token of an active user (create one with the
     users commands); requests without one get 401.
     """
-    import logging
-
     from mcp_server import build_server
     from mcp_server.http import http_middleware
     from triallens.settings import apply_offline_switches, get_settings
@@ -59,10 +57,10 @@ def mcp(
         return
     if user is not None:
         raise typer.BadParameter("--user applies to stdio; HTTP clients send a token")
-    logging.getLogger(__name__).warning(
-        "TrialLens MCP server on http://%s:%d/mcp (bearer tokens required)",
-        host,
-        port,
+    typer.echo(
+        f"TrialLens MCP server on http://{host}:{port}/mcp (bearer tokens required; "
+        "create one with `triallens users token NAME`)",
+        err=True,
     )
     server = build_server(settings, require_token=True)
     server.run(

@@ -121,6 +121,14 @@ def _series_volumes(
 
     # Localizers never stack with the images they locate.
     localizers = [f for f in frames if f.is_localizer]
+    if localizers and len(localizers) == len(frames):
+        volume = _stack(series_uid, frames, [], tol)
+        volume.qc_flags = [
+            _flag(QcCode.LOCALIZER, "localizer series, not for measurement", series_uid)
+        ]
+        volume.measurable = False
+        volume.not_measurable_reason = "localizer series"
+        return [volume]
     if localizers and len(localizers) < len(frames):
         frames = [f for f in frames if not f.is_localizer]
         flags.append(
