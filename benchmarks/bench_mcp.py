@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +71,7 @@ async def _stdio_startup(user: str, runs: int) -> list[float]:
         transport = StdioTransport(
             command=sys.executable,
             args=["-c", "from triallens.cli import main; main()", "mcp"],
-            env=dict(os.environ, TRIALLENS_MCP_USER=user),
+            env=dict(os.environ, TRIALLENS_MCP_USER=user, FASTMCP_LOG_LEVEL="WARNING"),
             keep_alive=False,
         )
         start = time.perf_counter()
@@ -122,9 +123,18 @@ async def main(calls: int, stdio_runs: int) -> None:
     finally:
         stop_process(process)
 
+    imports = []
+    for _ in range(stdio_runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import mcp_server"], check=True)
+        imports.append(time.perf_counter() - start)
+    print(
+        f"\npython -c 'import mcp_server' ({stdio_runs} runs): "
+        f"median {statistics.median(imports):.2f} s"
+    )
     startup = await _stdio_startup("rita", stdio_runs)
     print(
-        f"\nstdio start-up to first tool list ({stdio_runs} runs): "
+        f"stdio start-up to first tool list ({stdio_runs} runs): "
         f"median {statistics.median(startup):.2f} s, "
         f"min {min(startup):.2f} s, max {max(startup):.2f} s"
     )

@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio.to_thread
 from fastmcp.exceptions import FastMCPError, ToolError
-from fastmcp.exceptions import (
-    ValidationError as ArgumentError,
-)
+from fastmcp.exceptions import ValidationError as ArgumentError
 from fastmcp.server.auth import TokenVerifier
 from fastmcp.server.auth.auth import AccessToken
 from fastmcp.server.dependencies import get_access_token

@@ -193,6 +193,21 @@ class Backend:
             expected_version=expected_version,
         )
 
+    def resume_triage(self, study_uid: str, decision: dict[str, Any]) -> bool:
+        """Hand a signed decision to the study's triage thread, if one waits.
+
+        The decision is already signed and stored in the EDC; a failure here
+        is logged for the operator and does not undo it.
+        """
+        try:
+            from agent.triage import TriageContext
+            from agent.triage.graph import resume_review
+
+            return resume_review(study_uid, decision, TriageContext(self.settings))
+        except Exception:
+            logger.warning("triage thread not resumed after a review", exc_info=True)
+            return False
+
     def raise_query(self, identity: Identity, **fields: Any) -> EdcQuery:
         """Open an EDC query as ``identity`` (audited by the EDC)."""
         return self.edc.raise_query(

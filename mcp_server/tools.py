@@ -320,11 +320,27 @@ def register_tools(mcp: FastMCP, backend: Backend, access: Access) -> None:
             raise
         status = _DECISION_STATUS[decision]
         backend.results.set_review_status(study_uid, status)
+        resumed = backend.resume_triage(
+            study_uid,
+            {
+                "decision": status,
+                "reviewer": identity.user_name,
+                "role": identity.role,
+                "edc_record_id": record.record_id,
+                "edc_version": record.version,
+                "via": "mcp",
+            },
+        )
         backend.audit_call(
             identity,
             "mcp.review_finding",
             entity,
-            new={"study_uid": study_uid, "decision": decision, "status": status},
+            new={
+                "study_uid": study_uid,
+                "decision": decision,
+                "status": status,
+                "triage_resumed": resumed,
+            },
             reason=reason,
         )
         return views.record_view(record) or {}

@@ -104,3 +104,19 @@ def test_users_add_list_token_are_audited(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown role" in bad.stderr
     assert "user.add" in shown.stdout and "token.create" in shown.stdout
     assert token.stdout.strip() not in shown.stdout
+
+
+def test_verify_names_reordered_records(db_url: str) -> None:
+    _populate(db_url)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_records SET seq = 100 WHERE seq = 1"))
+        conn.execute(text("UPDATE audit_records SET seq = 1 WHERE seq = 2"))
+        conn.execute(text("UPDATE audit_records SET seq = 2 WHERE seq = 100"))
+    engine.dispose()
+
+    broken = _cli("audit", "verify", "--database", db_url)
+
+    assert broken.returncode == 1
+    assert "record #1" in broken.stdout and "record #2" in broken.stdout
+    assert broken.stdout.count("reordered") >= 2 and "changed" not in broken.stdout

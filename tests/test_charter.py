@@ -190,8 +190,6 @@ def test_every_planted_deviation_found_and_none_invented(small_trial: Path) -> N
                 pydicom.dcmread(p, stop_before_pixels=True)
                 for p in sorted((small_trial / visit["path"]).rglob("*.dcm"))
             ]
-            for ds in datasets:
-                ds.PixelData = b""  # summaries only need to know pixels exist
             study = StudyRef(
                 trial_id=truth["trial_id"],
                 subject_id=str(datasets[0].ClinicalTrialSubjectID),
@@ -227,3 +225,72 @@ def test_every_planted_deviation_found_and_none_invented(small_trial: Path) -> N
             }
             priority, _ = priority_from_rules(charter, facts)
             assert priority.value == visit["expected_priority"]
+
+
+def test_contrast_survives_deidentified_agent(small_trial: Path) -> None:
+    from tools.charter import summarize_series
+
+    truth = json.loads((small_trial / "ground_truth.json").read_text("utf-8"))
+    visit = truth["subjects"][0]["visits"][0]
+    datasets = [
+        pydicom.dcmread(p, stop_before_pixels=True)
+        for p in sorted((small_trial / visit["path"]).rglob("*.dcm"))
+    ]
+    for ds in datasets:
+        if "ContrastBolusAgent" in ds:
+            ds.ContrastBolusAgent = ""  # what PS3.15 E.1-1 action Z/D leaves
+    summaries = {s.series_uid: s for s in summarize_series(datasets)}
+    assert summaries[visit["axial_series_uid"]].contrast
+    assert summaries[visit["axial_series_uid"]].slice_thickness_mm == 5.0
+    localizers = [s for s in summaries.values() if s.localizer]
+    assert len(localizers) == 1 and not localizers[0].contrast
+
+
+@pytest.mark.slow
+def test_deviations_found_on_deidentified_headers(small_trial: Path) -> None:
+    """After PS3.15 de-identification (time point passed on) the same
+    deviations, and only those, are found."""
+    from tools.deid import BurnedInTextError, Deidentifier
+
+    charter = load_charter(small_trial / "charter.yaml")
+    truth = json.loads((small_trial / "ground_truth.json").read_text("utf-8"))
+    deidentifier = Deidentifier("test-secret", truth["trial_id"])
+    found, seen = [], []
+    for subject in truth["subjects"]:
+        for visit in subject["visits"]:
+            if visit["missing"]:
+                continue
+            headers = []
+            for path in sorted((small_trial / visit["path"]).rglob("*.dcm")):
+                source = pydicom.dcmread(path, stop_before_pixels=True)
+                try:
+                    headers.append(
+                        deidentifier.deidentify(
+                            source, time_point_id=str(source.ClinicalTrialTimePointID)
+                        )
+                    )
+                except BurnedInTextError:
+                    continue
+            first = headers[0]
+            assert str(first.PatientName) != subject["phi"]["PatientName"]
+            study = StudyRef(
+                trial_id=truth["trial_id"],
+                subject_id=str(first.ClinicalTrialSubjectID),
+                time_point_id=str(first.ClinicalTrialTimePointID),
+                study_uid=str(first.StudyInstanceUID),
+                modality=str(first.Modality),
+            )
+            day = round(float(first.LongitudinalTemporalOffsetFromEvent))
+            found += check_study(charter, study, headers, day)
+            seen.append(
+                VisitSeen(
+                    subject_id=study.subject_id,
+                    time_point_id=study.time_point_id,
+                    day=day,
+                )
+            )
+    found += check_schedule(charter, seen)
+    planted = {
+        (d["code"], d["subject_id"], d["time_point_id"]) for d in truth["deviations"]
+    }
+    assert {d.key for d in found} == planted

@@ -91,8 +91,8 @@ def test_export_then_import_into_another_data_dir(tmp_path: Path) -> None:
         TRIALLENS_PASSWORD="rita-password",
     )  # fmt: skip
     imported = _run(
-        target_dir, "edc", "import", str(odm), "--user", "dana", "--schema", str(schema),
-        TRIALLENS_PASSWORD="dana-password",
+        target_dir, "edc", "import", str(odm), "--user", "dana",
+        "--schema", str(schema), TRIALLENS_PASSWORD="dana-password",
     )  # fmt: skip
 
     assert exported.returncode == 0, exported.stderr

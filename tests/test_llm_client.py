@@ -183,3 +183,15 @@ def test_a_stream_cut_short_writes_nothing(scripted_llm: ScriptedLlmServer) -> N
             received.append(piece)
     assert received == ["Lesi", "on L"]
     assert written == []
+
+
+def test_a_stream_refused_before_any_text_is_retried(
+    scripted_llm: ScriptedLlmServer,
+) -> None:
+    scripted_llm.script(ScriptedReply(drop=True), ScriptedReply(content="L1 23.5 mm"))
+    written: list[ChatReply] = []
+    text = "".join(
+        client_for(scripted_llm).stream(MESSAGES, on_complete=written.append)
+    )
+    assert text == "L1 23.5 mm"
+    assert [(w.content, w.attempts) for w in written] == [("L1 23.5 mm", 2)]

@@ -118,7 +118,7 @@ def test_an_unreachable_server_raises_unless_fallback_is_asked(
     narrative = draft_narrative(sample_result(), client, fallback_on_error=True)
     assert narrative.source == "template"
     assert narrative.refused_reason is not None
-    assert narrative.refused_reason.startswith("LLM unavailable:")
+    assert narrative.refused_reason.startswith("LLM request failed:")
 
 
 def test_context_length_errors_reach_the_caller(

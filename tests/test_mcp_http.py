@@ -52,7 +52,19 @@ def _messages(response: httpx.Response) -> list[dict[str, Any]]:
 async def test_requests_without_a_valid_token_get_401(
     http_server: str, mcp_world: McpWorld
 ) -> None:
+    from triallens.users import UserStore
+
+    audit = AuditTrail(get_settings().resolved_edc_url)
+    users = UserStore(audit.engine, audit=audit)
+    users.revoke_token(
+        users.list_tokens("dana")[0].token_id, actor="root", actor_role="admin"
+    )
     async with httpx.AsyncClient(timeout=10) as http:
+        revoked = await http.post(
+            http_server,
+            json=INITIALIZE,
+            headers={**HEADERS, "Authorization": f"Bearer {mcp_world.tokens['dana']}"},
+        )
         anonymous = await http.post(http_server, json=INITIALIZE, headers=HEADERS)
         forged = await http.post(
             http_server,
@@ -70,6 +82,7 @@ async def test_requests_without_a_valid_token_get_401(
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"].lower().startswith("bearer")
     assert forged.status_code == 401
+    assert revoked.status_code == 401
     assert valid.status_code == 200
     assert _messages(valid)[0]["result"]["serverInfo"]["name"] == "TrialLens"
     # The fastmcp client without a token gets no session at all.

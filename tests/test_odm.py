@@ -48,6 +48,7 @@ def _reviewed_edc(url: str) -> tuple[EmbeddedEdc, str, str]:
             "sum_of_diameters_mm": 48.5,
             "overall_response": "PR",
             "new_lesions": None,
+            "L1_diameter_mm": 21.5,
         },
         model_version="recist@1",
         trace_id="tr-1",
@@ -125,7 +126,9 @@ def test_export_then_import_round_trips(
         "sum_of_diameters_mm": 52.0,
         "overall_response": "PR",
         "new_lesions": None,
+        "l1_diameter_mm": 21.5,
     }
+    assert copy.items["l1_diameter_mm"].item_oid == "AI_IMAGING.L1_DIAMETER_MM"
     assert copy.machine_derived and copy.model_version == "recist@1"
     assert copy.input_hashes == ["sha256:x", "sha256:y"]
     assert target.get_record(draft).status is RecordStatus.DRAFT

@@ -305,3 +305,20 @@ def test_qido_items_with_gaps_are_read_or_skipped(serve) -> None:  # type: ignor
     assert found[0].study_uid == "1.2.3"  # taken from the request
     assert not found[0].for_inference  # an enhanced SR
     assert found[1].for_inference and found[1].number_of_frames is None
+
+
+def test_orthanc_feed_fault_keeps_the_sequence(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tools.pacs.sources.orthanc import OrthancChangesSource
+
+    log = EventLog(make_engine(f"sqlite:///{tmp_path / 'events.db'}"))
+    log.set_state("feed", "41")
+    server = serve(lambda path, headers: (503, {}))
+    source = OrthancChangesSource(
+        server.url.removesuffix("/dicom-web"), log, state_key="feed"
+    )
+
+    with pytest.raises(PacsError, match="HTTP 503"):
+        source.poll_once(log.record)
+
+    assert source.sequence == 41
+    assert server.requests[0][0] == "/changes?since=41&limit=100"

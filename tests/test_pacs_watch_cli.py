@@ -23,14 +23,6 @@ from tools.pacs.sources.hl7 import END, frame
 from triallens.db import make_engine
 from triallens.events import EventLog, EventStatus, study_version
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.orthanc,
-    pytest.mark.skipif(
-        shutil.which("storescu") is None, reason="dcmtk is not installed"
-    ),
-]
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +41,7 @@ def _wait_port(
     raise AssertionError("watch did not start listening")
 
 
-def _wait(condition, timeout_s: float = 240) -> bool:  # type: ignore[no-untyped-def]
+def _wait(condition, timeout_s: float = 600) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -58,6 +50,9 @@ def _wait(condition, timeout_s: float = 240) -> bool:  # type: ignore[no-untyped
     return False
 
 
+@pytest.mark.slow
+@pytest.mark.orthanc
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
 def test_watch_triages_a_pushed_study_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     dicom_port, hl7_port = free_port(), free_port()
@@ -89,7 +84,8 @@ def test_watch_triages_a_pushed_study_once(tmp_path: Path) -> None:
             write_datasets(study, tmp_path / "push"), dicom_port, "TRIALLENS"
         )
         log = EventLog(make_engine(f"sqlite:///{data_dir / 'triallens.db'}"))
-        assert _wait(lambda: log.counts().get("done", 0) >= 1), process.poll()
+        done = _wait(lambda: log.counts().get("done", 0) >= 1)
+        assert done, [(r.status, r.last_error) for r in log.records()]
 
         message = "\r".join(
             [
@@ -126,3 +122,32 @@ def test_watch_triages_a_pushed_study_once(tmp_path: Path) -> None:
         .all()
     )
     assert results == [(version,)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "webhook"], "needs a shared secret"),
+        (["--source", "orthanc"], "needs --orthanc-url"),
+    ],
+)
+def test_watch_explains_a_missing_setting(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    entry = Path(sys.executable).parent / "triallens"
+    if not entry.exists():
+        pytest.skip("the triallens entry point is not installed in this environment")
+    env = {**os.environ, "TRIALLENS_DATA_DIR": str(tmp_path / "data")}
+    env.pop("TRIALLENS_WEBHOOK_SECRET", None)
+
+    result = subprocess.run(
+        [str(entry), "watch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

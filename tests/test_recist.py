@@ -311,3 +311,17 @@ def test_timeline_disappeared_then_too_small():
 
 def test_empty_timeline():
     assert assess_timeline([]) == []
+
+
+def test_timeline_split_lesion_adds_fragments_and_is_not_new():
+    base = [lesion("a", 40, at=(0, 0, 0)), lesion("b", 20, organ="lung", at=(90, 0, 0))]
+    split = [
+        lesion("a1", 22, at=(-8, 0, 0)),
+        lesion("a2", 14, at=(14, 0, 0)),
+        lesion("b", 20, organ="lung", at=(90, 0, 0)),
+    ]
+    res = assess_timeline([base, split])
+    assert res[1].new_lesion_ids == []
+    assert res[1].sum_mm == pytest.approx(22 + 14 + 20)
+    assert res[1].overall_response is R.SD
+    assert {res[1].tracking["T01"], res[1].tracking["T01.1"]} == {"a1", "a2"}

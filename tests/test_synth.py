@@ -303,18 +303,29 @@ def test_pixels_and_geometry_read_back_with_highdicom(small_trial: Path) -> None
     import highdicom as hd
 
     truth = _truth(small_trial)
-    subject = truth["subjects"][0]
-    visit = subject["visits"][0]
-    folder = _series_folder(small_trial, visit, visit["axial_series_uid"])
-    datasets = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
-    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
-        legacy_datasets=datasets,
-        series_instance_uid=hd.UID(),
-        series_number=99,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-    )
-    assert int(enhanced.NumberOfFrames) == len(datasets)
+    by_name = {s["scenario"]: s for s in truth["subjects"]}
+    stacks = [
+        (by_name["recist_pr"]["visits"][0], "axial_series_uid"),
+        (by_name["recist_pd_new_lesion"]["visits"][1], "axial_series_uid"),  # MR
+        (by_name["lvef_ctrcd"]["visits"][0], "cine_series_uid"),
+        (by_name["ich_expansion"]["visits"][1], "axial_series_uid"),
+    ]
+    for visit, key in stacks:
+        folder = _series_folder(small_trial, visit, visit[key])
+        datasets = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
+        legacy = (
+            hd.legacy.LegacyConvertedEnhancedMRImage
+            if datasets[0].Modality == "MR"
+            else hd.legacy.LegacyConvertedEnhancedCTImage
+        )
+        enhanced = legacy(
+            legacy_datasets=datasets,
+            series_instance_uid=hd.UID(),
+            series_number=99,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+        )
+        assert int(enhanced.NumberOfFrames) == len(datasets)
     image = hd.imread(next(folder.glob("*.dcm")))
     assert image.SOPInstanceUID in {d.SOPInstanceUID for d in datasets}
     for path in sorted((small_trial / "dicom").rglob("*.dcm"))[::37]:
@@ -417,3 +428,72 @@ def test_protocol_prose_matches_charter(small_trial: Path) -> None:
     for rule in charter.alert_rules:
         assert f"| {rule.id} | {rule.priority.value} |" in text
     assert math.isclose(charter.response_criteria.lvef.drop_points, 10.0)
+
+
+def test_synth_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from triallens.cli import _register_commands, app
+
+    _register_commands()
+    out = tmp_path / "cli-trial"
+    result = CliRunner().invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--subjects",
+            "2",
+            "--seed",
+            "3",
+            "--small",
+            "--scenario",
+            "recist_pr",
+            "--scenario",
+            "lvef_ctrcd",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "recist_pr" in result.output and "lvef_ctrcd" in result.output
+    truth = _truth(out)
+    assert [s["scenario"] for s in truth["subjects"]] == ["recist_pr", "lvef_ctrcd"]
+    bad = CliRunner().invoke(
+        app, ["synth", "--out", str(tmp_path / "x"), "--scenario", "nonsense"]
+    )
+    assert bad.exit_code != 0 and "unknown scenario" in bad.output
+    again = ["synth", "--out", str(out), "--subjects", "1", "--small"]
+    refused = CliRunner().invoke(app, again)
+    assert refused.exit_code != 0 and "--overwrite" in refused.output
+    replaced = CliRunner().invoke(app, [*again, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert [s["scenario"] for s in _truth(out)["subjects"]] == ["recist_pr"]
+    assert not (out / "dicom" / "102-001").exists()
+
+
+def test_expected_responses_agree_with_the_timeline_rules(small_trial: Path) -> None:
+    """The truth's responses (known lesion identities) match what the RECIST
+    timeline evaluation finds from the lesions alone (matching by position)."""
+    from evals.synth.truth import _measurement
+    from models.quantify import recist
+
+    for subject in _truth(small_trial)["subjects"]:
+        if subject["cohort"] != "oncology":
+            continue
+        visits = [v for v in subject["visits"] if not v["missing"]]
+        findings = [
+            [
+                _measurement(lesion)
+                for lesion in visit["lesions"]
+                if lesion["status"] in ("present", "too_small")
+            ]
+            for visit in visits
+        ]
+        results = recist.assess_timeline(findings, [v["visit_day"] for v in visits])
+        assert [r.overall_response.value for r in results] == [
+            v["overall_response"] for v in visits
+        ], subject["scenario"]
+        for result, visit in zip(results, visits, strict=True):
+            assert result.sum_mm == pytest.approx(
+                visit["sum_of_diameters_mm"], abs=0.01
+            )

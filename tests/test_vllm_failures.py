@@ -78,4 +78,4 @@ def test_server_stopped_mid_request(vllm_server: VllmServer) -> None:
     narrative = draft_narrative(sample_result(), client, fallback_on_error=True)
     assert narrative.source == "template"
     assert narrative.refused_reason is not None
-    assert narrative.refused_reason.startswith("LLM unavailable:")
+    assert narrative.refused_reason.startswith("LLM request failed:")

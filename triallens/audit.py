@@ -406,12 +406,24 @@ def _verify_rows(rows: list[dict[str, Any]], head: Any) -> VerifyReport:
                         f"not the record before it",
                     )
                 )
-            elif row["prev_hash"] == GENESIS_HASH or seq == expected_seq:
+            elif row["prev_hash"] == GENESIS_HASH:
+                first_claims = sum(r["prev_hash"] == GENESIS_HASH for r in rows)
                 report.problems.append(
                     AuditProblem(
                         seq,
                         record_id,
-                        "inserted" if row["prev_hash"] == GENESIS_HASH else "changed",
+                        "reordered" if first_claims == 1 else "inserted",
+                        "it is the first record of the trail, moved from #1"
+                        if first_claims == 1
+                        else "a second record claims to start the trail",
+                    )
+                )
+            elif seq == expected_seq:
+                report.problems.append(
+                    AuditProblem(
+                        seq,
+                        record_id,
+                        "changed",
                         "the link to the record before it is broken",
                     )
                 )

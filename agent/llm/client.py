@@ -139,6 +139,7 @@ class LlmClient:
         self.backoff_s = backoff_s
         self.tracer = tracer
         self._model = model
+        self._registered: set[str] = set()
         self._openai = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or "triallens-no-key",
@@ -465,8 +466,24 @@ class LlmClient:
             if prompt is not None:
                 attributes.update(prompt.trace_attributes())
                 self.tracer.tag({f"triallens.prompt.{prompt.id}": prompt.version_label})
+                self._register(prompt)
             span.set_attributes(attributes)
             yield span
+
+    def _register(self, prompt: Prompt) -> None:
+        """Register the prompt in MLflow's prompt registry once per process."""
+        if prompt.content_hash in self._registered:
+            return
+        from prompts import register_prompt
+
+        try:
+            version = register_prompt(prompt)
+        except Exception as exc:  # the registry must never stop a draft
+            logger.warning("Could not register prompt %s: %s", prompt.id, exc)
+            return
+        self._registered.add(prompt.content_hash)
+        if self.tracer is not None:
+            self.tracer.tag({f"triallens.prompt.{prompt.id}.mlflow": str(version)})
 
     def _record(self, span: Any, reply: ChatReply, prompt: Prompt | None) -> None:
         if span is None:

@@ -161,7 +161,7 @@ def draft_narrative(
             narrative = Narrative(
                 text=template_text,
                 source="template",
-                refused_reason=f"LLM unavailable: {exc}",
+                refused_reason=f"LLM request failed: {exc}",
                 **attempt,
             )
         else:

@@ -69,8 +69,10 @@ targets, too small = 5 mm, gone = 0), ``baseline_sum_mm``, ``nadir_sum_mm``,
 
 Cardiac visits add ``edv_ml``, ``esv_ml``, ``lvef_percent``,
 ``volumes_ml_per_phase``, ``ed_trigger_time_ms``, ``es_trigger_time_ms``,
-``cine_series_uid``, ``lvef_baseline_percent``, ``lvef_drop_points`` and
-``ctrcd`` (ESC 2022 class from :func:`models.quantify.lvef.ctrcd_class`).
+``cine_series_uid``, ``lv_axis_point_mm`` and ``lv_axis_direction`` (a point
+on the LV long axis and its direction from apex to base, patient mm),
+``lvef_baseline_percent``, ``lvef_drop_points`` and ``ctrcd`` (ESC 2022 class
+from :func:`models.quantify.lvef.ctrcd_class`).
 Volumes are disc sums: cavity area on each slice times the slice spacing.
 
 Neuro visits add ``haematoma_volume_ml`` (disc sum), ``haematoma_hu``,

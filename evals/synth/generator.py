@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -21,19 +22,20 @@ from evals.synth.dicom_writer import (
     UidFactory,
 )
 from evals.synth.documents import write_edc_values, write_protocol
-from evals.synth.phi import SITES, subject_phi, visit_phi
+from evals.synth.phi import SITES, Site, subject_phi, visit_phi
 from evals.synth.render import (
     FULL,
     SMALL,
+    Layout,
     RenderedVisit,
-    render_cmr,
     render_head_ct,
     render_torso,
 )
+from evals.synth.render_cardiac import render_cmr
 from evals.synth.scenarios import ALL_SCENARIOS, SCENARIOS, Scenario
 from evals.synth.truth import annotate_cardiac, annotate_neuro, annotate_oncology
-from models.phantoms import torso_anatomy
-from tools.charter import dump_charter
+from models.phantoms import TorsoAnatomy, torso_anatomy
+from tools.charter import Charter, dump_charter
 
 __all__ = ["SubjectManifest", "TrialManifest", "VisitManifest", "generate_trial"]
 
@@ -105,13 +107,14 @@ def generate_trial(
     small: bool = False,
     scenarios: Sequence[str] | None = None,
     on_visit: Callable[[str, str], None] | None = None,
+    overwrite: bool = False,
 ) -> TrialManifest:
     """Write a whole synthetic trial under ``out_dir``.
 
     Parameters
     ----------
     out_dir
-        Output folder (created; existing files with the same names are replaced).
+        Output folder, created when absent.
     subjects
         Number of subjects; subject ``n`` follows ``scenarios[n % len(scenarios)]``.
     seed
@@ -121,11 +124,21 @@ def generate_trial(
     scenarios
         Scenario names (see :data:`evals.synth.ALL_SCENARIOS`); default all.
     on_visit
-        Called with (subject ID, time point ID) after each visit is written.
+        Called with (subject ID, time point ID) after each scheduled visit.
+    overwrite
+        Remove an existing ``out_dir/dicom`` first; without it a non-empty
+        ``out_dir/dicom`` is an error (stale studies would mix with new ones).
 
     Returns
     -------
     TrialManifest
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir/dicom`` holds files and ``overwrite`` is off.
+    ValueError
+        ``subjects`` is below 1 or a scenario name is unknown.
     """
     started = time.perf_counter()
     if subjects < 1:
@@ -135,7 +148,15 @@ def generate_trial(
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}; known: {list(SCENARIOS)}")
     out_dir = Path(out_dir)
-    (out_dir / "dicom").mkdir(parents=True, exist_ok=True)
+    dicom_dir = out_dir / "dicom"
+    if dicom_dir.is_dir() and any(dicom_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{dicom_dir} already holds studies; choose an empty folder or "
+                "overwrite it"
+            )
+        shutil.rmtree(dicom_dir)
+    dicom_dir.mkdir(parents=True, exist_ok=True)
     layout = SMALL if small else FULL
     uids = UidFactory(seed)
     charter = synthetic_charter(TRIAL_ID, SPONSOR, PROTOCOL_NAME)
@@ -213,10 +234,10 @@ def _generate_subject(
     out_dir: Path,
     index: int,
     subject_id: str,
-    site: Any,
+    site: Site,
     scenario: Scenario,
-    charter: Any,
-    layout: Any,
+    charter: Charter,
+    layout: Layout,
     uids: UidFactory,
     rng: np.random.Generator,
     on_visit: Callable[[str, str], None] | None,
@@ -269,6 +290,8 @@ def _generate_subject(
                     missing=True,
                 )
             )
+            if on_visit is not None:
+                on_visit(subject_id, visit.time_point_id)
             continue
 
         study_date = day_zero + timedelta(days=day)
@@ -372,7 +395,7 @@ def _generate_subject(
         "visits": visits_truth,
         "deviations": deviations,
         "phi": {
-            **{k: v for k, v in patient.items()},
+            **patient,
             "private_tag_value": patient["PatientName"].replace("^", " ")[:64],
             "visits": phi_visits,
         },
@@ -393,14 +416,16 @@ def _render(
     folder: Path,
     context: StudyContext,
     uids: UidFactory,
-    layout: Any,
-    anatomy: Any,
+    layout: Layout,
+    anatomy: TorsoAnatomy | None,
     rng: np.random.Generator,
     planted: dict[tuple[str, int], Any],
     modality: str,
     phi: dict[str, str],
 ) -> RenderedVisit:
     if scenario.cohort == "oncology":
+        if anatomy is None:
+            raise ValueError("an oncology subject needs its torso anatomy")
         thick = ("slice_thickness", number) in planted
         return render_torso(
             folder,

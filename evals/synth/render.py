@@ -26,7 +26,6 @@ from models.phantoms import (
     HaematomaSpec,
     LesionSpec,
     TorsoAnatomy,
-    cmr_short_axis_phantom,
     ct_torso_phantom,
     head_ct_phantom,
 )
@@ -36,17 +35,17 @@ __all__ = [
     "SMALL",
     "Layout",
     "RenderedVisit",
+    "folder_slug",
     "lesion_centres",
-    "render_cmr",
     "render_head_ct",
     "render_torso",
+    "series_record",
+    "slice_grid",
 ]
 
 # Patient coordinates (LPS mm) of each phantom's centre.
 TORSO_CENTRE = (0.0, 0.0, -280.0)
 HEAD_CENTRE = (0.0, 10.0, 60.0)
-HEART_CENTRE = (25.0, 15.0, -170.0)
-RR_INTERVAL_MS = 923.0
 TOO_SMALL_SEMI_AXES = (2.0, 1.5, 2.0)
 
 
@@ -92,7 +91,8 @@ class RenderedVisit:
     files: int
 
 
-def _z_grid(n: int, step: float) -> np.ndarray:
+def slice_grid(n: int, step: float) -> np.ndarray:
+    """Slice-centre positions (mm) of ``n`` slices centred on zero."""
     return (np.arange(n) - (n - 1) / 2.0) * step
 
 
@@ -106,7 +106,7 @@ def lesion_centres(
     """Anatomical slots for lesions (phantom mm), on slice centres."""
     nz = layout.torso_shape[0]
     dz = layout.torso_spacing[0]
-    grid = _z_grid(nz, dz)
+    grid = slice_grid(nz, dz)
     hz = nz * dz / 2.0
     liver = anatomy.liver
     lx, ly, lz = liver.centre
@@ -201,7 +201,7 @@ def _axial_geometry(
     dz, dy, dx = spacing
     x0 = centre[0] - (nx - 1) / 2.0 * dx
     y0 = centre[1] - (ny - 1) / 2.0 * dy
-    positions = [(x0, y0, centre[2] + z) for z in _z_grid(nz, dz)]
+    positions = [(x0, y0, centre[2] + z) for z in slice_grid(nz, dz)]
     return SeriesGeometry(
         row_direction=(1.0, 0.0, 0.0),
         column_direction=(0.0, 1.0, 0.0),
@@ -332,9 +332,9 @@ def render_torso(
     files = 0
     written: list[dict[str, Any]] = []
     for spec in series:
-        name = f"{spec.series_number}_{_slug(spec.description)}"
+        name = f"{spec.series_number}_{folder_slug(spec.description)}"
         files += len(write_series(context, spec, folder / name, uids))
-        written.append(_series_record(spec, name))
+        written.append(series_record(spec, name))
 
     z_offset = TORSO_CENTRE
     lesions = []
@@ -433,134 +433,6 @@ def _mr_abdomen() -> dict[str, object]:
     }
 
 
-def _cmr_acquisition(phases: int, thickness: float) -> dict[str, object]:
-    return {
-        "ScanningSequence": "GR",
-        "SequenceVariant": "SS",
-        "ScanOptions": "CG",
-        "MRAcquisitionType": "2D",
-        "RepetitionTime": 3.2,
-        "EchoTime": 1.4,
-        "EchoTrainLength": 1,
-        "FlipAngle": 60,
-        "MagneticFieldStrength": 1.5,
-        "ImagingFrequency": 63.87,
-        "ImagedNucleus": "1H",
-        "NumberOfAverages": 1,
-        "SequenceName": "tfi2d1",
-        "AngioFlag": "N",
-        "HeartRate": round(60000.0 / RR_INTERVAL_MS),
-        "NominalInterval": RR_INTERVAL_MS,
-        "CardiacNumberOfImages": phases,
-    }
-
-
-def _short_axis_frame() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and normal directions of a typical short-axis plane."""
-    normal = np.array([-0.55, 0.45, 0.70])  # from apex towards base
-    normal /= np.linalg.norm(normal)
-    row = np.cross(normal, np.array([0.0, 0.0, 1.0]))
-    row /= np.linalg.norm(row)
-    column = np.cross(normal, row)
-    return row, column, normal
-
-
-def render_cmr(
-    folder: Path,
-    context: StudyContext,
-    uids: UidFactory,
-    layout: Layout,
-    edv_ml: float,
-    esv_ml: float,
-    rng: np.random.Generator,
-) -> RenderedVisit:
-    """A short-axis cine stack and a low-resolution localizer."""
-    shape, spacing, phases = layout.cmr_shape, layout.cmr_spacing, layout.cmr_phases
-    phantom = cmr_short_axis_phantom(shape, spacing, edv_ml, esv_ml, rng, phases)
-    nz, ny, nx = shape
-    dz, dy, dx = spacing
-    row, column, normal = _short_axis_frame()
-    centre = np.asarray(HEART_CENTRE)
-    x0, y0 = -(nx - 1) / 2.0 * dx, -(ny - 1) / 2.0 * dy
-    positions = [centre + x0 * row + y0 * column + z * normal for z in _z_grid(nz, dz)]
-    stored = np.clip(np.rint(phantom.images), 0, 4095).astype(np.uint16)
-    pixels = stored.transpose(1, 0, 2, 3).reshape(nz * phases, ny, nx)
-    trigger = [p * RR_INTERVAL_MS / phases for _ in range(nz) for p in range(phases)]
-    position_index = [k for k in range(nz) for _ in range(phases)]
-    geometry = SeriesGeometry(
-        row_direction=tuple(row),
-        column_direction=tuple(column),
-        positions=positions,
-        pixel_spacing=(dy, dx),
-        slice_thickness=dz,
-        spacing_between_slices=dz,
-    )
-    mid = nz // 2
-    localizer = stored[0, mid, ::2, ::2][None]
-    loc_geometry = SeriesGeometry(
-        row_direction=tuple(row),
-        column_direction=tuple(column),
-        positions=[positions[mid] - 0.5 * dx * row - 0.5 * dy * column],
-        pixel_spacing=(2 * dy, 2 * dx),
-        slice_thickness=dz,
-    )
-    series = [
-        SeriesSpec(
-            series_uid=uids(context.study_uid, "series", 1),
-            series_number=1,
-            description="Localizer short axis",
-            modality="MR",
-            body_part="HEART",
-            image_type=["ORIGINAL", "PRIMARY", "LOCALIZER"],
-            pixels=np.ascontiguousarray(localizer),
-            geometry=loc_geometry,
-            rescale=None,
-            window=(300.0, 700.0),
-            trigger_times=[0.0],
-            acquisition=_cmr_acquisition(1, dz),
-        ),
-        SeriesSpec(
-            series_uid=uids(context.study_uid, "series", 2),
-            series_number=2,
-            description="SA cine bSSFP",
-            modality="MR",
-            body_part="HEART",
-            image_type=["ORIGINAL", "PRIMARY", "OTHER"],
-            pixels=pixels,
-            geometry=geometry,
-            rescale=None,
-            window=(300.0, 700.0),
-            trigger_times=trigger,
-            position_index=position_index,
-            acquisition=_cmr_acquisition(phases, dz),
-        ),
-    ]
-    files = 0
-    written = []
-    for spec in series:
-        name = f"{spec.series_number}_{_slug(spec.description)}"
-        files += len(write_series(context, spec, folder / name, uids))
-        written.append(_series_record(spec, name))
-    truth = {
-        "edv_ml": round(phantom.edv_ml, 3),
-        "esv_ml": round(phantom.esv_ml, 3),
-        "lvef_percent": round(phantom.lvef_percent, 3),
-        "ed_trigger_time_ms": round(phantom.ed_phase * RR_INTERVAL_MS / phases, 2),
-        "es_trigger_time_ms": round(phantom.es_phase * RR_INTERVAL_MS / phases, 2),
-        "volumes_ml_per_phase": [round(v, 3) for v in phantom.volumes_ml],
-        "cine_series_uid": series[1].series_uid,
-        "lv_axis_point_mm": [
-            round(float(v), 3)
-            for v in centre
-            + phantom.lv_centre_mm[0] * row
-            + phantom.lv_centre_mm[1] * column
-        ],
-        "lv_axis_direction": [round(float(v), 6) for v in normal],
-        "modality": "MR",
-    }
-    return RenderedVisit(series=written, truth=truth, files=files)
-
-
 def render_head_ct(
     folder: Path,
     context: StudyContext,
@@ -572,7 +444,7 @@ def render_head_ct(
 ) -> RenderedVisit:
     """A non-contrast head CT with a right basal-ganglia haematoma."""
     shape, spacing = layout.head_shape, layout.head_spacing
-    grid = _z_grid(shape[0], spacing[0])
+    grid = slice_grid(shape[0], spacing[0])
     # The cranio-caudal semi-axis ends half-way between slices, so that no
     # slice cuts only the tip of the clot.
     dz = spacing[0]
@@ -617,9 +489,9 @@ def render_head_ct(
     files = 0
     written = []
     for s in series:
-        name = f"{s.series_number}_{_slug(s.description)}"
+        name = f"{s.series_number}_{folder_slug(s.description)}"
         files += len(write_series(context, s, folder / name, uids))
-        written.append(_series_record(s, name))
+        written.append(series_record(s, name))
     truth = {
         "haematoma_volume_ml": round(phantom.haematoma_volume_ml, 4),
         "haematoma_hu": hu,
@@ -633,12 +505,14 @@ def render_head_ct(
     return RenderedVisit(series=written, truth=truth, files=files)
 
 
-def _slug(text: str) -> str:
+def folder_slug(text: str) -> str:
+    """A series description made safe for a folder name."""
     keep = [c if c.isalnum() else "_" for c in text]
     return "".join(keep).strip("_")[:40]
 
 
-def _series_record(spec: SeriesSpec, folder: str) -> dict[str, Any]:
+def series_record(spec: SeriesSpec, folder: str) -> dict[str, Any]:
+    """What ground_truth.json records about a written series."""
     return {
         "series_uid": spec.series_uid,
         "series_number": spec.series_number,

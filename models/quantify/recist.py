@@ -460,7 +460,9 @@ def assess_timeline(
     matched to the nearest finding of its kind (against its last known
     position), the sum of diameters, nadir and responses are computed, and
     findings that match nothing followed are new lesions when unequivocal
-    (LD >= ``new_lesion_min_diameter_mm``, nodes SA >= 10 mm).
+    (LD >= ``new_lesion_min_diameter_mm``, nodes SA >= 10 mm). An unmatched
+    finding that overlaps a followed lesion's extent is a fragment of it (a
+    split lesion): its diameter is added to the sum, it is not new.
 
     Returns
     -------
@@ -517,9 +519,18 @@ def assess_timeline(
             found[tid] = by_id[new_id] if new_id is not None else None
 
         matched = set(pairs.values())
+        fragments: dict[str, list[LesionMeasurement]] = {}
         new_ids: list[str] = []
         for lesion in current:
-            if lesion.lesion_id in matched or not _unequivocal(lesion, rules):
+            if lesion.lesion_id in matched:
+                continue
+            # A split lesion: its fragments add up (RECIST 1.1 FAQ).
+            parent = _fragment_of(lesion, followed, rules)
+            if parent is not None:
+                fragments.setdefault(parent, []).append(lesion)
+                tracking[f"{parent}.{len(fragments[parent])}"] = lesion.lesion_id
+                continue
+            if not _unequivocal(lesion, rules):
                 continue
             new_count += 1
             tid = f"NEW{new_count:02d}"
@@ -528,11 +539,11 @@ def assess_timeline(
             new_ids.append(lesion.lesion_id)
         earlier_new = [t for t in last_seen if t.startswith("NEW")]
 
-        current_sum = sum_of_diameters([found[t] for t in target_ids], rules)
+        now = [found[t] for t in target_ids]
+        now += [f for t in target_ids for f in fragments.get(t, [])]
+        current_sum = sum_of_diameters(now, rules)
         t_resp = (
-            target_response([found[t] for t in target_ids], baseline_sum, nadir, rules)
-            if target_ids
-            else None
+            target_response(now, baseline_sum, nadir, rules) if target_ids else None
         )
         nt_resp = non_target_response(
             [found[t] for t in non_target_ids], nt_nadir, rules
@@ -571,6 +582,22 @@ def assess_timeline(
             if lesion is not None:
                 last_seen[tid] = lesion
     return results
+
+
+def _fragment_of(
+    lesion: LesionMeasurement,
+    followed: Sequence[tuple[str, LesionMeasurement]],
+    rules: RecistRules,
+) -> str | None:
+    """The followed lesion an unmatched finding lies within, if any."""
+    for tid, old in followed:
+        if old.kind is not lesion.kind or tid.startswith("NN"):
+            continue
+        gap = float(np.linalg.norm(np.subtract(old.centroid_mm, lesion.centroid_mm)))
+        reach = 0.5 * (old.longest_diameter_mm + lesion.longest_diameter_mm)
+        if gap <= reach:
+            return tid
+    return None
 
 
 def _unequivocal(lesion: LesionMeasurement, rules: RecistRules) -> bool:

@@ -30,6 +30,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_CONTRAST_KEYWORDS = (
+    "ContrastBolusAgent",
+    "ContrastBolusAgentSequence",
+    "ContrastBolusRoute",
+    "ContrastBolusVolume",
+    "ContrastBolusIngredient",
+    "ContrastBolusIngredientConcentration",
+)
+
+
 class Deviation(BaseModel):
     """One breach of the charter, with its reason."""
 
@@ -80,14 +90,20 @@ class VisitSeen(BaseModel):
 def summarize_series(datasets: Iterable[Any]) -> list[SeriesSummary]:
     """Summaries of the image series among ``datasets`` (pydicom datasets).
 
-    Contrast counts as given when ContrastBolusAgent or ContrastBolusAgent
-    Sequence is present and not empty (PS3.3 C.7.6.4). A series is axial when
-    its slice normal lies within about 25 degrees of the patient z axis.
+    Datasets may be read with ``stop_before_pixels=True``; objects without
+    Rows (SR, KO, PR) are ignored.
+
+    Contrast counts as given when any attribute of the Contrast/Bolus module
+    (PS3.3 C.7.6.4) holds a value: the agent, its sequence, route, volume or
+    ingredient. De-identification empties the free-text agent (PS3.15 E.1-1,
+    Z/D) but keeps the others, so the check works on de-identified headers.
+    A series is axial when its slice normal lies within about 25 degrees of
+    the patient z axis.
     """
     groups: dict[str, list[Any]] = defaultdict(list)
     for ds in datasets:
-        if "PixelData" not in ds:
-            continue
+        if "PixelData" not in ds and "Rows" not in ds:
+            continue  # not an image (read with or without its pixels)
         groups[str(ds.SeriesInstanceUID)].append(ds)
     summaries = []
     for uid, items in groups.items():
@@ -113,10 +129,7 @@ def summarize_series(datasets: Iterable[Any]) -> list[SeriesSummary]:
                 if first.get("BodyPartExamined")
                 else None,
                 slice_thickness_mm=max(thickness) if thickness else None,
-                contrast=bool(
-                    first.get("ContrastBolusAgent")
-                    or first.get("ContrastBolusAgentSequence")
-                ),
+                contrast=any(first.get(keyword) for keyword in _CONTRAST_KEYWORDS),
                 localizer="LOCALIZER" in image_type,
                 axial=_is_axial(first),
                 instances=len(items),

@@ -4,8 +4,10 @@ Two forms carry imaging values: ``AI_IMAGING`` ("AI Imaging Findings", written
 by TrialLens, machine-derived) and ``SITE_IMAGING`` ("Site Imaging Assessment",
 the values the site reported). Both use the same item names, so an AI value and
 its site-reported counterpart share a name and differ only in their form.
-Items outside the known list are accepted when their name is a plain
-identifier; their definitions are added on first use.
+Items outside the known list (e.g. ``L1_diameter_mm`` per lesion) are
+accepted when their name is a plain identifier; their definitions are added on
+first use. Item names are kept in lower case; the ItemOID is
+``<FormOID>.<NAME IN UPPER CASE>``.
 """
 
 from __future__ import annotations

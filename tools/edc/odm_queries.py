@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from tools.edc import metadata as md
-from tools.edc.odm import (
+from tools.edc.odm_common import (
     FLAG_TYPE_CODELIST,
     ODM_NS,
     STATUS_CODELIST,
     SYSTEM_LOCATION,
-    _odm_time,
+    odm_time,
+    parse_odm,
 )
 from triallens.errors import EdcError
 
@@ -84,7 +85,7 @@ def query_document(
     audit = etree.SubElement(form, _N + "AuditRecord")
     etree.SubElement(audit, _N + "UserRef", UserOID=user)
     etree.SubElement(audit, _N + "LocationRef", LocationOID=SYSTEM_LOCATION)
-    etree.SubElement(audit, _N + "DateTimeStamp").text = _odm_time(datetime.now(UTC))
+    etree.SubElement(audit, _N + "DateTimeStamp").text = odm_time(datetime.now(UTC))
     group = etree.SubElement(
         form,
         _N + "ItemGroupData",
@@ -206,7 +207,7 @@ def _skeleton(study_oid: str) -> tuple[etree._Element, etree._Element]:
         nsmap={None: ODM_NS},
         FileOID=f"TL.{uuid.uuid4()}",
         FileType="Transactional",
-        CreationDateTime=_odm_time(datetime.now(UTC)),
+        CreationDateTime=odm_time(datetime.now(UTC)),
         ODMVersion="1.3.2",
         Originator="TrialLens",
     )
@@ -222,7 +223,6 @@ def _skeleton(study_oid: str) -> tuple[etree._Element, etree._Element]:
 def queries_from_odm(document: bytes) -> list[Any]:
     """The queries of a document written by :func:`queries_document`."""
     from tools.edc.models import EdcQuery
-    from tools.edc.odm import parse_odm
 
     found: list[EdcQuery] = []
     for annotation in parse_odm(document).getroot().iter(_N + "Annotation"):

@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
         small: Annotated[
             bool, typer.Option("--small", help="Tiny studies for fast tests.")
         ] = False,
+        overwrite: Annotated[
+            bool,
+            typer.Option("--overwrite", help="Replace studies already in OUT/dicom."),
+        ] = False,
         scenario: Annotated[
             list[str] | None,
             typer.Option(
@@ -51,6 +55,13 @@ def register(app: typer.Typer) -> None:
                 f"{', '.join(SCENARIOS)}",
                 param_hint="--scenario",
             )
+        existing = out / "dicom"
+        if existing.is_dir() and any(existing.iterdir()) and not overwrite:
+            raise typer.BadParameter(
+                f"{existing} already holds studies; pick another folder or add "
+                "--overwrite",
+                param_hint="--out",
+            )
         visits = 4
         with Progress(
             TextColumn("{task.description}"),
@@ -73,6 +84,7 @@ def register(app: typer.Typer) -> None:
                 small=small,
                 scenarios=names,
                 on_visit=advance,
+                overwrite=overwrite,
             )
 
         table = Table(title=f"Synthetic trial {manifest.trial_id} (seed {seed})")
