@@ -272,11 +272,16 @@ class VllmServer:
         Private folder for the model, temp and cache directories and the log.
     python:
         The python of ``.vllm-venv``.
+    model_dir:
+        A model folder to serve instead of building the tiny model.
     """
 
-    def __init__(self, workdir: Path, python: Path = VLLM_PYTHON) -> None:
+    def __init__(
+        self, workdir: Path, python: Path = VLLM_PYTHON, model_dir: Path | None = None
+    ) -> None:
         self.workdir = workdir
         self.python = python
+        self.model_dir = model_dir
         self.port = free_port()
         self.model_name = _tiny_llm.SERVED_MODEL_NAME
         self.log_path = workdir / "vllm.log"
@@ -295,7 +300,9 @@ class VllmServer:
             With the tail of the server's log, when it exits or is not ready
             within ``timeout_s``.
         """
-        model_dir = _tiny_llm.build_tiny_model(self.workdir / "model", self.python)
+        model_dir = self.model_dir or _tiny_llm.build_tiny_model(
+            self.workdir / "model", self.python
+        )
         env = _server_env(self.workdir)
         command = [
             str(self.python),

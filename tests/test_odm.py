@@ -129,6 +129,16 @@ def test_export_then_import_round_trips(
         "l1_diameter_mm": 21.5,
     }
     assert copy.items["l1_diameter_mm"].item_oid == "AI_IMAGING.L1_DIAMETER_MM"
+    assert copy.items["sum_of_diameters_mm"].original_value == 48.5
+    assert not copy.items["sum_of_diameters_mm"].machine_derived
+    assert copy.items["overall_response"].machine_derived
+    (kept,) = copy.signatures
+    assert (kept.user_name, kept.printed_name, kept.meaning) == (
+        "adam",
+        "Adam Adjudicator",
+        "approval",
+    )
+    assert kept.decision == "modified"
     assert copy.machine_derived and copy.model_version == "recist@1"
     assert copy.input_hashes == ["sha256:x", "sha256:y"]
     assert target.get_record(draft).status is RecordStatus.DRAFT

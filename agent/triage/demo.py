@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.triage.context import TriageContext
 from agent.triage.graph import NODE_ORDER, run_triage
 from triallens.domain import TriageResult
 
-__all__ = ["ArrivedStudy", "load_demo_trial", "triage_all"]
+__all__ = ["ArrivedStudy", "load_demo_trial", "load_site_values", "triage_all"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ def load_demo_trial(
     from tools.charter import load_charter
 
     ctx.overrides["charter"] = load_charter(out_dir / "charter.yaml")
+    load_site_values(ctx, out_dir / "edc_site_values.json")
 
     files = sorted((out_dir / "dicom").rglob("*.dcm"))
     datasets = [pydicom.dcmread(path) for path in files]
@@ -63,6 +67,36 @@ def load_demo_trial(
             ),
         )
     return sorted(studies.values(), key=lambda s: (s.study_date, s.subject_key))
+
+
+def load_site_values(ctx: TriageContext, path: Path) -> int:
+    """Enter the sites' own imaging values into the EDC, as sites would.
+
+    Returns the number of visit forms written (replays write nothing new).
+    """
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    trial_id = payload.get("trial_id") or ctx.settings.trial_id
+    written = 0
+    for subject in payload.get("subjects", []):
+        for visit in subject.get("visits", []):
+            items = {
+                re.sub(r"[^A-Za-z0-9_]", "_", name): value
+                for name, value in visit.get("values", {}).items()
+            }
+            if not items:
+                continue
+            ctx.edc.write_site_values(
+                trial_id=trial_id,
+                site_id=subject.get("site_id"),
+                subject_id=subject["subject_id"],
+                time_point_id=visit["time_point_id"],
+                items=items,
+                idempotency_key=(
+                    f"site:{trial_id}:{subject['subject_id']}:{visit['time_point_id']}"
+                ),
+            )
+            written += 1
+    return written
 
 
 def _demo_scenarios() -> list[str] | None:

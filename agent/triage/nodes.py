@@ -384,6 +384,8 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
             input_hashes=result.input_hashes,
             idempotency_key=f"{state['source_key']}:{state['study_version']}",
         )
+        _raise_discrepancy_queries(ctx, result, record_id)
+    _raise_deviation_queries(ctx, result, state.get("deviations", []))
     result = result.model_copy(
         update={"edc_record_id": record_id, "findings": _findings(result)}
     )
@@ -398,6 +400,50 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
     )
     saved = ctx.store.save(state["source_key"], result)
     return {"edc_record_id": record_id, "result": saved.model_dump(mode="json")}
+
+
+def _raise_discrepancy_queries(
+    ctx: TriageContext, result: TriageResult, record_id: str
+) -> None:
+    """A query for each AI value the site reported differently (charter tolerance)."""
+    from tools.edc.discrepancy import raise_discrepancy_queries
+
+    charter = ctx.charter
+    raise_discrepancy_queries(
+        ctx.edc,
+        study_oid=result.study.trial_id,
+        subject_id=result.study.subject_id,
+        time_point_id=result.study.time_point_id,
+        record_id=record_id,
+        tolerance=charter.discrepancy_tolerance if charter is not None else None,
+    )
+
+
+def _raise_deviation_queries(
+    ctx: TriageContext, result: TriageResult, deviations: list[dict[str, Any]]
+) -> None:
+    """A query for each deviation the site must answer (window, missing visit)."""
+    for deviation in deviations:
+        if not deviation.get("raise_query"):
+            continue
+        time_point = deviation.get("time_point_id") or result.study.time_point_id
+        parts = (
+            result.study.trial_id,
+            deviation["subject_id"],
+            time_point,
+            deviation["code"],
+        )
+        key = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+        ctx.edc.raise_query(
+            study_oid=result.study.trial_id,
+            subject_id=deviation["subject_id"],
+            time_point_id=time_point,
+            item_name="VISIT",
+            text=f"Charter deviation {deviation['code']}: {deviation['reason']}.",
+            actor="triallens",
+            role="system",
+            discrepancy_key=key,
+        )
 
 
 def await_review(state: TriageState, ctx: TriageContext) -> TriageState:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from tools.edc import metadata as md
-from tools.edc.models import EdcRecord, RecordStatus
+from tools.edc.models import EdcRecord, RecordStatus, Signature
 from tools.edc.odm_common import ODM_NS, parse_odm, validate_odm
-from tools.edc.schema import edc_forms, edc_items
+from tools.edc.schema import edc_forms, edc_items, edc_signatures
 from tools.edc.values import decode_value
 from triallens.errors import EdcError
 
@@ -28,6 +28,7 @@ __all__ = ["ImportResult", "import_clinical_data", "records_from_odm"]
 logger = logging.getLogger(__name__)
 
 _N = f"{{{ODM_NS}}}"
+_ORIGINAL_MARKER = "machine-derived value was "
 
 
 @dataclass
@@ -76,8 +77,11 @@ def import_clinical_data(
     with edc.engine.begin() as conn:
         for clinical in root.iterfind(_N + "ClinicalData"):
             study = clinical.get("StudyOID", "")
+            signatures = _signatures_in(root, clinical)
             for subject in clinical.iterfind(_N + "SubjectData"):
-                _import_subject(edc, conn, study, subject, actor, role, result)
+                _import_subject(
+                    edc, conn, study, subject, actor, role, result, signatures
+                )
     logger.info(
         "ODM import: %d created, %d updated", len(result.created), len(result.updated)
     )
@@ -92,6 +96,7 @@ def _import_subject(
     actor: str,
     role: str,
     result: ImportResult,
+    signatures: dict[str, list[Signature]],
 ) -> None:
     subject_key = subject.get("SubjectKey", "")
     site_ref = subject.find(_N + "SiteRef")
@@ -102,7 +107,7 @@ def _import_subject(
         for form in event.iterfind(_N + "FormData"):
             _import_form(
                 edc, conn, study, site, subject_key, time_point, form, actor, role,
-                result,
+                result, signatures,
             )  # fmt: skip
 
 
@@ -117,6 +122,7 @@ def _import_form(
     actor: str,
     role: str,
     result: ImportResult,
+    signatures: dict[str, list[Signature]] | None = None,
 ) -> None:
     form_oid = form.get("FormOID", "")
     if form_oid not in md.FORM_NAMES:
@@ -180,8 +186,11 @@ def _import_form(
             connection=conn,
         )
         result.created.append(record_id)
+        _restore_item_origins(conn, record_id, form)
         if status is not None and status is not RecordStatus.DRAFT:
             edc._change_status(conn, record_id, status, actor, role, reason, None)
+        for signature in (signatures or {}).get(record_id, []):
+            _restore_signature(edc, conn, record_id, signature, status, actor, role)
         return
     changed = False
     current_values = _current_values(conn, record_id)
@@ -209,6 +218,74 @@ def _import_form(
         )
         changed = True
     (result.updated if changed else result.unchanged).append(record_id)
+
+
+def _restore_item_origins(conn: Any, record_id: str, form: etree._Element) -> None:
+    """Keep which items a person changed, and the machine's value they replaced."""
+    prefix = f"{form.get('FormOID', '')}."
+    for item in form.iter(_N + "ItemData"):
+        name = item.get("ItemOID", "").removeprefix(prefix).lower()
+        machine: bool | None = None
+        original: str | None = None
+        for annotation in item.iterfind(_N + "Annotation"):
+            for flag in annotation.iterfind(_N + "Flag"):
+                if flag.findtext(_N + "FlagType") == "MACHINE_DERIVED":
+                    machine = flag.findtext(_N + "FlagValue") == "Yes"
+            comment = annotation.findtext(_N + "Comment") or ""
+            if comment.startswith(_ORIGINAL_MARKER):
+                original = comment.removeprefix(_ORIGINAL_MARKER)
+        if machine is None and original is None:
+            continue
+        values: dict[str, Any] = {}
+        if machine is not None:
+            values["machine_derived"] = machine
+        if original is not None:
+            values["original_value"] = original
+        conn.execute(
+            update(edc_items)
+            .where(edc_items.c.record_id == record_id, edc_items.c.name == name)
+            .values(**values)
+        )
+
+
+def _restore_signature(
+    edc: EmbeddedEdc,
+    conn: Any,
+    record_id: str,
+    signature: Signature,
+    status: RecordStatus | None,
+    actor: str,
+    role: str,
+) -> None:
+    """Keep a signature made in the source system, linked to its record."""
+    decision = (status or RecordStatus.DRAFT).value
+    reason = "signature imported from ODM"
+    conn.execute(
+        insert(edc_signatures).values(
+            record_id=record_id,
+            user_name=signature.user_name,
+            printed_name=signature.printed_name,
+            meaning=signature.meaning,
+            decision=decision,
+            reason=reason,
+            signed_at=signature.signed_at.isoformat(),
+        )
+    )
+    edc.audit.record(
+        actor,
+        role,
+        "odm.import.signature",
+        f"edc_record:{record_id}",
+        field="signature",
+        new={
+            "signer": signature.user_name,
+            "printed_name": signature.printed_name,
+            "meaning": signature.meaning,
+            "signed_at": signature.signed_at.isoformat(),
+        },
+        reason=reason,
+        connection=conn,
+    )
 
 
 def _annotation(
@@ -312,40 +389,12 @@ def records_from_odm(document: bytes) -> list[EdcRecord]:
     signatures from ``Signatures`` with the signer's full name and the meaning
     of their ``SignatureDef``.
     """
-    from tools.edc.models import ItemValue, Signature
+    from tools.edc.models import ItemValue
 
     root = parse_odm(document).getroot()
-    full_names = {
-        user.get("OID", ""): user.findtext(_N + "FullName") or user.get("OID", "")
-        for user in root.iter(_N + "User")
-    }
-    meanings = {
-        definition.get("OID", ""): definition.findtext(_N + "Meaning") or ""
-        for definition in root.iter(_N + "SignatureDef")
-    }
     records: list[EdcRecord] = []
     for clinical in root.iterfind(_N + "ClinicalData"):
-        signatures: dict[str, list[Signature]] = {}
-        container = clinical.find(_N + "Signatures")
-        for signature in container if container is not None else []:
-            record_id = signature.get("ID", "").removeprefix("SG.").rsplit(".", 1)[0]
-            user = signature.find(_N + "UserRef")
-            user_oid = user.get("UserOID", "") if user is not None else ""
-            ref = signature.find(_N + "SignatureRef")
-            meaning = meanings.get(
-                ref.get("SignatureOID", "") if ref is not None else ""
-            )
-            signatures.setdefault(record_id, []).append(
-                Signature(
-                    user_name=user_oid,
-                    printed_name=full_names.get(user_oid, user_oid),
-                    meaning=meaning or "review",
-                    decision="",
-                    signed_at=_parse_odm_time(
-                        signature.findtext(_N + "DateTimeStamp") or ""
-                    ),
-                )
-            )
+        signatures = _signatures_in(root, clinical)
         for subject in clinical.iterfind(_N + "SubjectData"):
             site_ref = subject.find(_N + "SiteRef")
             for event in subject.iterfind(_N + "StudyEventData"):
@@ -392,10 +441,51 @@ def records_from_odm(document: bytes) -> list[EdcRecord]:
                             version=int(provenance.get("version") or 1),
                             created_at=stamp,
                             updated_at=stamp,
-                            signatures=signatures.get(record_id, []),
+                            signatures=[
+                                sig.model_copy(
+                                    update={
+                                        "decision": (status or RecordStatus.DRAFT).value
+                                    }
+                                )
+                                for sig in signatures.get(record_id, [])
+                            ],
                         )
                     )
     return records
+
+
+def _signatures_in(
+    root: etree._Element, clinical: etree._Element
+) -> dict[str, list[Signature]]:
+    """Signatures of ``ClinicalData/Signatures`` by record id, with full names."""
+    full_names = {
+        user.get("OID", ""): user.findtext(_N + "FullName") or user.get("OID", "")
+        for user in root.iter(_N + "User")
+    }
+    meanings = {
+        definition.get("OID", ""): definition.findtext(_N + "Meaning") or ""
+        for definition in root.iter(_N + "SignatureDef")
+    }
+    signatures: dict[str, list[Signature]] = {}
+    container = clinical.find(_N + "Signatures")
+    for signature in container if container is not None else []:
+        record_id = signature.get("ID", "").removeprefix("SG.").rsplit(".", 1)[0]
+        user = signature.find(_N + "UserRef")
+        user_oid = user.get("UserOID", "") if user is not None else ""
+        ref = signature.find(_N + "SignatureRef")
+        meaning = meanings.get(ref.get("SignatureOID", "") if ref is not None else "")
+        signatures.setdefault(record_id, []).append(
+            Signature(
+                user_name=user_oid,
+                printed_name=full_names.get(user_oid, user_oid),
+                meaning=meaning or "review",
+                decision="",
+                signed_at=_parse_odm_time(
+                    signature.findtext(_N + "DateTimeStamp") or ""
+                ),
+            )
+        )
+    return signatures
 
 
 def _item_flags(form: etree._Element, items: dict[str, Any]) -> None:
@@ -406,9 +496,8 @@ def _item_flags(form: etree._Element, items: dict[str, Any]) -> None:
             if flag.findtext(_N + "FlagType") == "MACHINE_DERIVED" and name in items:
                 items[name].machine_derived = flag.findtext(_N + "FlagValue") == "Yes"
         comment = item.findtext(f"{_N}Annotation/{_N}Comment") or ""
-        marker = "machine-derived value was "
-        if comment.startswith(marker) and name in items:
-            raw = comment.removeprefix(marker)
+        if comment.startswith(_ORIGINAL_MARKER) and name in items:
+            raw = comment.removeprefix(_ORIGINAL_MARKER)
             try:
                 items[name].original_value = decode_value(raw, items[name].data_type)
             except ValueError:
