@@ -113,8 +113,12 @@ def run(base_url: str, tmp: Path, calls: int, warmup: int) -> None:
         "draft+trace": lambda: draft_narrative(result, traced),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
     for index in range(warmup + calls):
-        for name, call in variants.items():
+        # Rotate the order so no variant always runs first.
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = variants[name]
             started = time.perf_counter()
             call()
             if index >= warmup:

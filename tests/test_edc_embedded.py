@@ -211,3 +211,17 @@ def test_open_edc_follows_the_settings(tmp_path: Path) -> None:
     assert isinstance(remote, RwsEdc) and remote.rave_study == "TL-9(Prod)"
     with pytest.raises(ConfigurationError, match="USERNAME"):
         open_edc(Settings(data_dir=tmp_path, edc_rws_url="http://127.0.0.1:9/"))
+
+
+def test_a_phi_guard_stops_identifying_values(db_url: str) -> None:
+    from triallens.phi import PhiGuard, PhiLeakError
+
+    edc = EmbeddedEdc(db_url)
+    guard = PhiGuard.from_mapping({"PatientName": "Doe^Jane", "PatientID": "MRN448812"})
+
+    with pytest.raises(PhiLeakError, match="EDC findings payload"):
+        _write(edc, items={"overall_response": "PR", "comment": "Jane Doe, MRN448812"},
+               phi_guard=guard)  # fmt: skip
+    clean = _write(edc, "k-clean", phi_guard=guard)
+
+    assert [r.record_id for r in edc.list_records()] == [clean]

@@ -325,3 +325,25 @@ def test_every_document_the_server_writes_validates(
         assert response.status_code == 200, path
         validate_odm(response.content, schema)
     assert b"SUBJ-001" in httpx.get(url + paths[1], auth=auth).content
+
+
+@pytest.mark.slow
+def test_a_phi_guard_keeps_identifying_values_off_the_wire(
+    served: tuple[EmbeddedEdc, UserStore, str], schema: Path
+) -> None:
+    from triallens.phi import PhiGuard, PhiLeakError
+
+    embedded, _, url = served
+    guard = PhiGuard.from_mapping({"PatientName": "Doe^Jane"})
+    with _adapter(url, schema) as rws, pytest.raises(PhiLeakError):
+        rws.write_ai_findings(
+            trial_id="TL-001",
+            subject_id="SUBJ-001",
+            time_point_id="WEEK8",
+            items={"new_lesions": "see note for JANE DOE"},
+            model_version="m",
+            input_hashes=[],
+            idempotency_key="phi",
+            phi_guard=guard,
+        )
+    assert embedded.list_records() == []

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from agent.triage import TriageContext, run_triage
+from agent.triage.demo import load_site_values
 from triallens.domain import LesionMeasurement, TriageOutcome, TriageResult
 from triallens.settings import Settings
 
@@ -31,6 +32,7 @@ def triaged_trial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ctx = TriageContext(settings=settings)
     datasets = [pydicom.dcmread(p) for p in sorted(trial_dir.rglob("*.dcm"))]
     ctx.pacs.store(datasets)
+    load_site_values(ctx, trial_dir / "edc_site_values.json")
 
     truth = json.loads((trial_dir / "ground_truth.json").read_text())
     visits = [
@@ -149,13 +151,55 @@ def test_edc_draft_is_machine_derived_with_provenance(
         )
 
 
+def test_discordant_site_values_raise_one_query_each(
+    triaged_trial: dict[str, Any],
+) -> None:
+    ctx: TriageContext = triaged_trial["ctx"]
+    for subject, visit in triaged_trial["visits"]:
+        queries = [
+            q
+            for q in ctx.edc.list_queries(subject_id=subject["subject_id"])
+            if q.time_point_id == visit["time_point_id"]
+            and q.item_name == "sum_of_diameters_mm"
+        ]
+        discordant = "SUMDIAM" in visit["site_reported"]["discordant_items"]
+        assert len(queries) == (1 if discordant else 0), visit["path"]
+        for query in queries:
+            site = visit["site_reported"]["values"]["SUMDIAM"]
+            assert float(query.site_value) == pytest.approx(site)
+            result = triaged_trial["results"][visit["study_uid"]]
+            assert float(query.ai_value) == pytest.approx(
+                result.assessment.sum_of_diameters_mm, abs=0.05
+            )
+
+
+def test_out_of_window_visit_raises_a_query(triaged_trial: dict[str, Any]) -> None:
+    ctx: TriageContext = triaged_trial["ctx"]
+    planted = [
+        d
+        for d in triaged_trial["truth"]["deviations"]
+        if d["code"] == "visit_out_of_window"
+    ]
+    assert planted
+    for deviation in planted:
+        queries = [
+            q
+            for q in ctx.edc.list_queries(subject_id=deviation["subject_id"])
+            if q.time_point_id == deviation["time_point_id"] and q.item_name == "VISIT"
+        ]
+        assert len(queries) == 1
+        assert "visit_out_of_window" in queries[0].text
+
+
 def test_replayed_study_writes_nothing_new(triaged_trial: dict[str, Any]) -> None:
     ctx: TriageContext = triaged_trial["ctx"]
     before = len(ctx.edc.list_records())
+    queries_before = len(ctx.edc.list_queries())
     uid = triaged_trial["visits"][0][1]["study_uid"]
     again = run_triage(uid, ctx)
     assert again.edc_record_id == triaged_trial["results"][uid].edc_record_id
     assert len(ctx.edc.list_records()) == before
+    assert len(ctx.edc.list_queries()) == queries_before
 
 
 def test_audit_and_trace_for_every_run(triaged_trial: dict[str, Any]) -> None:

@@ -69,7 +69,15 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
     quarantined: dict[str, str] = {}
     for ds in images:
         try:
-            deidentified.append(ctx.deidentifier.deidentify(ds))
+            deidentified.append(
+                ctx.deidentifier.deidentify(
+                    ds,
+                    time_point_id=_text(ds, "ClinicalTrialTimePointID"),
+                    time_point_description=_text(
+                        ds, "ClinicalTrialTimePointDescription"
+                    ),
+                )
+            )
         except BurnedInTextError as exc:
             series = ctx.deidentifier.remap_uid(str(ds.SeriesInstanceUID))
             quarantined[series] = exc.reason
@@ -123,6 +131,11 @@ def _study_ref(ds: Any, ctx: TriageContext) -> StudyRef:
         modality="/".join(sorted(modalities)),
         study_description=text("StudyDescription"),
     )
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    value = getattr(ds, keyword, None)
+    return str(value) if value not in (None, "") else None
 
 
 def _visit_day(ds: Any) -> int | None:

@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,9 @@ from tools.edc.values import decode_value, encode_value, now_iso, parse_time
 from triallens.audit import AuditTrail, insert_ignore
 from triallens.db import make_engine
 from triallens.errors import ConflictError, EdcError, NotFoundError
+
+if TYPE_CHECKING:
+    from triallens.phi import PhiGuard
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -114,6 +117,7 @@ class EmbeddedEdc(QueryMixin):
         study_uid: str | None = None,
         trace_id: str | None = None,
         actor: str = SYSTEM_ACTOR,
+        phi_guard: PhiGuard | None = None,
     ) -> str:
         """Write the "AI Imaging Findings" form as a machine-derived draft.
 
@@ -132,6 +136,9 @@ class EmbeddedEdc(QueryMixin):
         idempotency_key
             A replay with the same key returns the first record and writes
             nothing.
+        phi_guard
+            When given, the payload is scanned first and nothing is written
+            if it holds an original identifying value.
 
         Returns
         -------
@@ -142,10 +149,24 @@ class EmbeddedEdc(QueryMixin):
         ------
         EdcError
             When no study is named or an item name is not a plain identifier.
+        PhiLeakError
+            When ``phi_guard`` finds identifying values (nothing is written).
         """
         study = study_oid or trial_id
         if not study:
             raise EdcError("write_ai_findings needs study_oid or trial_id")
+        if phi_guard is not None:
+            phi_guard.assert_clean(
+                {
+                    "study": study,
+                    "site": site_id,
+                    "subject": subject_id,
+                    "time_point": time_point_id,
+                    "items": dict(items),
+                    "trace_id": trace_id,
+                },
+                what="the EDC findings payload",
+            )
         existing = self._record_id_for_key(idempotency_key)
         if existing is not None:
             logger.info("AI findings already written (idempotent replay)")

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -43,6 +44,9 @@ from triallens.errors import (
     EdcError,
     NotFoundError,
 )
+
+if TYPE_CHECKING:
+    from triallens.phi import PhiGuard
 
 __all__ = ["RwsEdc"]
 
@@ -128,11 +132,14 @@ class RwsEdc:
         site_id: str | None = None,
         study_uid: str | None = None,
         trace_id: str | None = None,
+        phi_guard: PhiGuard | None = None,
     ) -> str:
         """Post the "AI Imaging Findings" form as a machine-derived draft.
 
         The form's repeat key is derived from the idempotency key, and the key
-        travels with the form, so a replay changes nothing on the EDC.
+        travels with the form, so a replay changes nothing on the EDC. With a
+        ``phi_guard`` the ODM document is scanned before it leaves, and not
+        sent when it holds an original identifying value.
 
         Returns
         -------
@@ -162,6 +169,8 @@ class RwsEdc:
             status=RecordStatus.DRAFT,
             machine_derived=True,
         )
+        if phi_guard is not None:
+            phi_guard.assert_clean(document, what="the ODM findings document")
         response = self._post_clinical_data(document)
         touched = [r for r in response.get("TouchedRecords", "").split(",") if r]
         return touched[0] if touched else record_id
