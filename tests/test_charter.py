@@ -18,6 +18,7 @@ from tools.charter import (
     load_charter,
     priority_from_rules,
 )
+from tools.charter.facts import priority_facts
 from triallens.domain import Priority, StudyRef
 from triallens.errors import ConfigurationError
 
@@ -217,12 +218,30 @@ def test_every_planted_deviation_found_and_none_invented(small_trial: Path) -> N
         for visit in subject["visits"]:
             if visit["missing"]:
                 continue
-            facts = {
-                "overall_response": visit.get("overall_response"),
-                "lvef_percent": visit.get("lvef_percent"),
-                "lvef_drop_points": visit.get("lvef_drop_points"),
-                "haematoma_expansion": visit.get("haematoma_expansion"),
-            }
+            own = [
+                d
+                for d in truth["deviations"]
+                if d["subject_id"] == subject["subject_id"]
+                and d["time_point_id"] == visit["time_point_id"]
+                and d["code"] != "missing_visit"
+            ]
+            present = any(
+                lesion["status"] in ("present", "too_small")
+                for lesion in visit.get("lesions", [])
+            )
+            task = {"recist": "recist_ct", "lvef": "lvef_cmr", "ich": "ich_ct"}
+            facts = priority_facts(
+                task=task[subject["criteria"]],
+                overall_response=visit.get("overall_response"),
+                new_lesions=bool(visit.get("new_lesion_ids")),
+                lvef_percent=visit.get("lvef_percent"),
+                lvef_drop_points=visit.get("lvef_drop_points"),
+                haematoma_expansion=visit.get("haematoma_expansion"),
+                deviation_count=len(own),
+                min_confidence=1.0
+                if present or subject["criteria"] != "recist"
+                else None,
+            )
             priority, _ = priority_from_rules(charter, facts)
             assert priority.value == visit["expected_priority"]
 

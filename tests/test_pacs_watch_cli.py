@@ -24,6 +24,7 @@ from triallens.db import make_engine
 from triallens.events import EventLog, EventStatus, study_version
 
 REPO = Path(__file__).resolve().parents[1]
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
 
 
 def _wait_port(
@@ -79,6 +80,11 @@ def test_watch_triages_a_pushed_study_once(tmp_path: Path) -> None:
     try:
         _wait_port(dicom_port, process)
         study = synthetic_ct_study(slices=4, size=16, accession="ACC-CLI")
+        for ds in study:
+            # A modality with no measurement task: triage runs end to end and
+            # records a not-applicable result without needing model bundles.
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = PET_IMAGE
+            ds.Modality = "PT"
         uid = study[0].StudyInstanceUID
         push_with_storescu(
             write_datasets(study, tmp_path / "push"), dicom_port, "TRIALLENS"
@@ -118,10 +124,10 @@ def test_watch_triages_a_pushed_study_once(tmp_path: Path) -> None:
     store = ResultStore(f"sqlite:///{data_dir / 'triallens.db'}")
     results = (
         store.engine.connect()
-        .exec_driver_sql("SELECT study_version FROM triage_results")
+        .exec_driver_sql("SELECT study_version, outcome FROM triage_results")
         .all()
     )
-    assert results == [(version,)]
+    assert results == [(version, "not_applicable")]
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.triage.context import TriageContext
+from agent.triage.measuring import compare_with_priors, measure
 from agent.triage.state import TriageState
 from triallens.domain import (
     Assessment,
     Finding,
-    LesionMeasurement,
     Priority,
     QcFlag,
     Response,
@@ -194,129 +194,6 @@ def _pixel_hash(ds: Any) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()
 
 
-def measure(state: TriageState, ctx: TriageContext) -> TriageState:
-    """Build volumes, choose the series for the task, segment and measure."""
-    import pydicom
-
-    from triallens.geometry import build_volumes
-    from triallens.selection import select_series
-
-    paths = sorted(Path(state["work_dir"]).glob("*.dcm"))
-    datasets = [pydicom.dcmread(path) for path in paths]
-    volumes = build_volumes(datasets)
-    qc = list(state.get("qc_flags", []))
-    qc += [flag.model_dump() for volume in volumes for flag in volume.qc_flags]
-
-    task = _task_for(state["study"]["modality"])
-    if task is None:
-        return {
-            "task": None,
-            "outcome": TriageOutcome.NOT_APPLICABLE.value,
-            "outcome_reason": (
-                f"no task for modality {state['study']['modality']}; "
-                "TrialLens measures CT (RECIST 1.1)"
-            ),
-            "qc_flags": qc,
-            "lesions": [],
-        }
-    selection = select_series(volumes, task)
-    if selection.volume is None and task == "recist_ct":
-        # A missing contrast agent is a charter deviation, not a reason to
-        # leave the visit unmeasured: measure the non-contrast series and say so.
-        relaxed = select_series(volumes, task, {"contrast": None})
-        if relaxed.volume is not None:
-            selection = relaxed
-            qc.append(
-                QcFlag(
-                    code="non_contrast_series",
-                    reason="measured on a series with no contrast agent recorded",
-                    series_uid=relaxed.volume.series_uid,
-                ).model_dump()
-            )
-    if selection.volume is None:
-        return {
-            "task": task,
-            "outcome": TriageOutcome.NOT_APPLICABLE.value,
-            "outcome_reason": f"no task for this study: {selection.reason}",
-            "qc_flags": qc,
-            "lesions": [],
-        }
-    volume = selection.volume
-    if not volume.measurable:
-        return {
-            "task": task,
-            "series_uid": volume.series_uid,
-            "outcome": TriageOutcome.NOT_APPLICABLE.value,
-            "outcome_reason": (
-                "no millimetre measurement: " + (volume.not_measurable_reason or "")
-            ),
-            "qc_flags": qc,
-            "lesions": [],
-        }
-
-    from models.quantify import measure_lesions
-
-    segmenter = ctx.segmenter(task)
-    labels = segmenter.segment(volume)
-    lesions = measure_lesions(labels, volume)
-    return {
-        "task": task,
-        "series_uid": volume.series_uid,
-        "outcome": TriageOutcome.MEASURED.value,
-        "outcome_reason": None,
-        "qc_flags": qc,
-        "lesions": [lesion.model_dump() for lesion in lesions],
-        "model_version": segmenter.bundle.version,
-    }
-
-
-def _task_for(modality: str) -> str | None:
-    if "CT" in modality.split("/"):
-        return "recist_ct"
-    return None
-
-
-def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
-    """Sum of diameters and RECIST 1.1 response against baseline and nadir."""
-    if state.get("outcome") != TriageOutcome.MEASURED.value:
-        return {"assessment": None}
-    from models.quantify import recist
-
-    study = StudyRef.model_validate(state["study"])
-    lesions = [LesionMeasurement.model_validate(x) for x in state["lesions"]]
-    priors = [
-        r
-        for r in ctx.store.subject_timeline(study.trial_id, study.subject_id)
-        if r.study.study_uid != study.study_uid
-        and r.assessment is not None
-        and (r.study.study_date or "") <= (study.study_date or "")
-    ]
-    visits = [r.assessment.lesions for r in priors if r.assessment is not None]
-    visits.append(lesions)
-    dates = [r.study.study_date for r in priors] + [study.study_date]
-    evaluations = recist.assess_timeline(visits, _days_since_first(dates))
-    assessment = evaluations[-1].to_assessment(
-        study.subject_id, study.time_point_id, lesions
-    )
-    return {"assessment": assessment.model_dump()}
-
-
-def _days_since_first(dates: list[str | None]) -> list[float | None]:
-    from datetime import datetime
-
-    parsed = []
-    for value in dates:
-        try:
-            parsed.append(datetime.strptime(value or "", "%Y%m%d"))
-        except ValueError:
-            parsed.append(None)
-    first = parsed[0]
-    return [
-        float((day - first).days) if day is not None and first is not None else None
-        for day in parsed
-    ]
-
-
 def prioritise(state: TriageState, ctx: TriageContext) -> TriageState:
     """Priority from the charter's alert rules, with every reason listed."""
     facts = _priority_facts(state)
@@ -340,23 +217,30 @@ def prioritise(state: TriageState, ctx: TriageContext) -> TriageState:
 
 
 def _priority_facts(state: TriageState) -> dict[str, Any]:
+    from tools.charter.facts import priority_facts
+
     assessment = state.get("assessment") or {}
-    lesions = state.get("lesions", [])
-    overall = assessment.get("overall_response")
-    deviations = state.get("deviations", [])
-    confidences = [float(x.get("confidence", 1.0)) for x in lesions]
-    return {
-        "task": state.get("task"),
-        "overall_response": overall,
-        "target_response": assessment.get("target_response"),
-        "new_lesion": bool(assessment.get("new_lesions")),
-        "deviation_count": len(deviations),
-        "deviation_codes": sorted({d["code"] for d in deviations}),
-        "min_confidence": min(confidences) if confidences else None,
-        "normal": overall in (Response.CR.value, Response.SD.value)
-        and not assessment.get("new_lesions"),
-        "measured": state.get("outcome") == TriageOutcome.MEASURED.value,
-    }
+    measurements = state.get("measurements", {})
+    time_point = state["study"]["time_point_id"]
+    own = [
+        d
+        for d in state.get("deviations", [])
+        if d.get("time_point_id") == time_point and d["code"] != "missing_visit"
+    ]
+    confidences = [float(x.get("confidence", 1.0)) for x in state.get("lesions", [])]
+    if "confidence" in measurements:
+        confidences.append(float(measurements["confidence"]))
+    measured = state.get("outcome") == TriageOutcome.MEASURED.value
+    return priority_facts(
+        task=state.get("task") if measured else None,
+        overall_response=assessment.get("overall_response"),
+        new_lesions=bool(assessment.get("new_lesions")),
+        lvef_percent=measurements.get("lvef_percent"),
+        lvef_drop_points=measurements.get("lvef_drop_points"),
+        haematoma_expansion=measurements.get("haematoma_expansion"),
+        deviation_count=len(own),
+        min_confidence=min(confidences) if confidences else None,
+    )
 
 
 def draft_report(state: TriageState, ctx: TriageContext) -> TriageState:

@@ -31,6 +31,7 @@ class TriageState(TypedDict, total=False):
     outcome_reason: str | None
     qc_flags: list[dict[str, Any]]
     lesions: list[dict[str, Any]]
+    measurements: dict[str, Any]
     model_version: str | None
     # compare, prioritise, draft
     assessment: dict[str, Any] | None

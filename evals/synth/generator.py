@@ -377,11 +377,11 @@ def _generate_subject(
 
     if scenario.cohort == "oncology":
         roles = {track.lesion_id: track.role for track in scenario.lesions}
-        annotate_oncology(visits_truth, roles, charter)
+        annotate_oncology(visits_truth, roles, charter, deviations)
     elif scenario.cohort == "cardiac":
-        annotate_cardiac(visits_truth, charter)
+        annotate_cardiac(visits_truth, charter, deviations)
     else:
-        annotate_neuro(visits_truth, charter)
+        annotate_neuro(visits_truth, charter, deviations)
 
     subject = {
         "subject_id": subject_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tools.charter import Charter, priority_from_rules
+from tools.charter.facts import priority_facts
 from triallens.domain import LesionKind, LesionMeasurement, Response
 
 __all__ = ["annotate_cardiac", "annotate_neuro", "annotate_oncology"]
@@ -31,7 +32,10 @@ def _measurement(lesion: dict[str, Any]) -> LesionMeasurement:
 
 
 def annotate_oncology(
-    visits: list[dict[str, Any]], roles: dict[str, str], charter: Charter
+    visits: list[dict[str, Any]],
+    roles: dict[str, str],
+    charter: Charter,
+    deviations: list[dict[str, Any]] | None = None,
 ) -> None:
     """Add sums, nadir and RECIST responses to each acquired visit in place."""
     from models.quantify import recist
@@ -107,10 +111,23 @@ def annotate_oncology(
             )
         sums.append(total)
         nt_sums.append(nt_total)
-        _prioritise(visit, charter, {"overall_response": visit["overall_response"]})
+        facts = priority_facts(
+            task="recist_ct",
+            overall_response=visit["overall_response"],
+            new_lesions=bool(new),
+            deviation_count=_own_deviations(visit, deviations),
+            # The truth is certain, but a visit with nothing to see has no
+            # finding to be confident about (as in the triage graph).
+            min_confidence=1.0 if found else None,
+        )
+        _prioritise(visit, charter, facts)
 
 
-def annotate_cardiac(visits: list[dict[str, Any]], charter: Charter) -> None:
+def annotate_cardiac(
+    visits: list[dict[str, Any]],
+    charter: Charter,
+    deviations: list[dict[str, Any]] | None = None,
+) -> None:
     """Add the LVEF change from baseline and the ESC 2022 CTRCD class."""
     from models.quantify.lvef import ctrcd_class
 
@@ -125,10 +142,21 @@ def annotate_cardiac(visits: list[dict[str, Any]], charter: Charter) -> None:
         visit["lvef_baseline_percent"] = baseline
         visit["lvef_drop_points"] = drop
         visit["ctrcd"] = ctrcd_class(baseline, lvef).value
-        _prioritise(visit, charter, {"lvef_percent": lvef, "lvef_drop_points": drop})
+        facts = priority_facts(
+            task="lvef_cmr",
+            lvef_percent=lvef,
+            lvef_drop_points=drop,
+            deviation_count=_own_deviations(visit, deviations),
+            min_confidence=1.0,
+        )
+        _prioritise(visit, charter, facts)
 
 
-def annotate_neuro(visits: list[dict[str, Any]], charter: Charter) -> None:
+def annotate_neuro(
+    visits: list[dict[str, Any]],
+    charter: Charter,
+    deviations: list[dict[str, Any]] | None = None,
+) -> None:
     """Add the haematoma change from admission and the expansion flag."""
     from models.quantify.ich import haematoma_expansion
 
@@ -151,9 +179,24 @@ def annotate_neuro(visits: list[dict[str, Any]], charter: Charter) -> None:
             )
             visit["haematoma_change_ml"] = round(change.absolute_ml, 3)
             visit["haematoma_expansion"] = change.expanded
-        _prioritise(
-            visit, charter, {"haematoma_expansion": visit["haematoma_expansion"]}
+        facts = priority_facts(
+            task="ich_ct",
+            haematoma_expansion=visit["haematoma_expansion"],
+            deviation_count=_own_deviations(visit, deviations),
+            min_confidence=1.0,
         )
+        _prioritise(visit, charter, facts)
+
+
+def _own_deviations(
+    visit: dict[str, Any], deviations: list[dict[str, Any]] | None
+) -> int:
+    """Deviations planted at this visit (a missing visit belongs to no study)."""
+    return sum(
+        1
+        for d in deviations or []
+        if d["time_point_id"] == visit["time_point_id"] and d["code"] != "missing_visit"
+    )
 
 
 def _prioritise(visit: dict[str, Any], charter: Charter, facts: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
@@ -251,15 +250,3 @@ class _Heartbeat:
         while not self._done.wait(interval):
             if self._event.event_id is not None:
                 self._log.extend_lease(self._event.event_id, self._lease_s)
-
-
-def wait_for(
-    condition: Callable[[], bool], timeout_s: float, step_s: float = 0.05
-) -> bool:
-    """Poll ``condition`` until it holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step_s)
-    return condition()
