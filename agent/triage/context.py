@@ -56,9 +56,10 @@ class TriageContext:
 
     @cached_property
     def edc(self) -> Any:
-        from tools.edc import EmbeddedEdc
+        """The embedded EDC, or Rave Web Services when configured."""
+        from tools.edc import open_edc
 
-        return EmbeddedEdc(self.settings.resolved_edc_url)
+        return open_edc(self.settings)
 
     @cached_property
     def audit(self) -> Any:
