@@ -45,19 +45,19 @@ def test_server_stopped_mid_request(vllm_server: VllmServer) -> None:
         edc_writes.append(reply)
         outcome["reply"] = reply
 
-    # A long reply is in flight, as the server's own metrics show, when the
-    # server is killed.
-    streamed: list[str] = []
+    # Two long replies are in flight when the server is killed: a plain call
+    # (seen running in the server's own metrics) and a stream that has
+    # already handed on its first piece.
+    worker = threading.Thread(target=draft_and_write)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while requests_running(vllm_server) < 1:
+        assert time.monotonic() < deadline, "the request never started running"
+        time.sleep(0.005)
     stream = client.stream(
         MESSAGES, max_tokens=480, extra_body=LONG_REPLY, on_complete=edc_writes.append
     )
-    streamed.append(next(stream))
-    worker = threading.Thread(target=draft_and_write)
-    worker.start()
-    deadline = time.monotonic() + 20
-    while requests_running(vllm_server) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert requests_running(vllm_server) == 2
+    streamed = [next(stream)]
     vllm_server.kill()
 
     with pytest.raises(LlmUnavailableError, match="broke off after") as broken:

@@ -145,6 +145,7 @@ class TriageResult(BaseModel):
     model_version: str | None = None
     input_hashes: list[str] = Field(default_factory=list)
     visit_day: int | None = None
+    key_images: dict[str, str] = Field(default_factory=dict)
     narrative: str | None = None
     narrative_source: str | None = None
     edc_record_id: str | None = None

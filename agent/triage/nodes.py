@@ -283,9 +283,7 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
         )
         _raise_discrepancy_queries(ctx, result, record_id)
     _raise_deviation_queries(ctx, result, state.get("deviations", []))
-    result = result.model_copy(
-        update={"edc_record_id": record_id, "findings": _findings(result)}
-    )
+    result = result.model_copy(update={"edc_record_id": record_id})
     ctx.audit.record(
         actor="triallens",
         role="system",
@@ -366,70 +364,106 @@ def await_review(state: TriageState, ctx: TriageContext) -> TriageState:
     return {"review": dict(decision or {})}
 
 
-def _edc_items(result: TriageResult) -> dict[str, float | str | None]:
+def _edc_items(result: TriageResult) -> dict[str, float | str | bool | None]:
     """The "AI Imaging Findings" items, named as the EDC metadata names them."""
+    items: dict[str, float | str | bool | None] = {"priority": result.priority.value}
+    items.update({finding.name: finding.value for finding in result.findings})
     assessment = result.assessment
-    items: dict[str, float | str | None] = {"priority": result.priority.value}
-    if assessment is None:
-        return items
-    items.update(
-        {
-            "sum_of_diameters_mm": assessment.sum_of_diameters_mm,
-            "baseline_sum_mm": assessment.baseline_sum_mm,
-            "nadir_sum_mm": assessment.nadir_sum_mm,
-            "percent_change_from_baseline": assessment.percent_change_from_baseline,
-            "target_response": _value(assessment.target_response),
-            "overall_response": _value(assessment.overall_response),
-            "new_lesions": ",".join(assessment.new_lesions) or None,
-            "lesion_count": len(assessment.lesions),
-        }
-    )
-    for lesion in assessment.lesions:
-        items[f"{lesion.lesion_id}_diameter_mm"] = round(lesion.recist_diameter_mm, 1)
+    if assessment is not None:
+        items.update(
+            {
+                "baseline_sum_mm": assessment.baseline_sum_mm,
+                "nadir_sum_mm": assessment.nadir_sum_mm,
+                "percent_change_from_baseline": (
+                    assessment.percent_change_from_baseline
+                ),
+                "new_lesions": ",".join(assessment.new_lesions) or None,
+                "lesion_count": len(assessment.lesions),
+            }
+        )
     return items
 
 
-def _value(response: Response | None) -> str | None:
-    return response.value if response is not None else None
+# Task measurements reported as findings: name -> unit.
+_MEASUREMENT_UNITS: dict[str, str | None] = {
+    "lvef_percent": "%",
+    "edv_ml": "mL",
+    "esv_ml": "mL",
+    "lvef_drop_points": "%",
+    "ctrcd": None,
+    "haemorrhage_volume_ml": "mL",
+    "abc2_volume_ml": "mL",
+    "haematoma_change_ml": "mL",
+    "haematoma_expansion": None,
+}
 
 
-def _findings(result: TriageResult) -> list[Finding]:
-    assessment = result.assessment
-    if assessment is None:
-        return []
-    common = {
-        "model_version": result.model_version,
-        "input_hashes": result.input_hashes,
+def _findings(state: TriageState, assessment: Assessment | None) -> list[Finding]:
+    """Every machine-derived value of the study, with its provenance."""
+    common: dict[str, Any] = {
+        "model_version": state.get("model_version"),
+        "input_hashes": state.get("input_hashes", []),
     }
-    findings = [
-        Finding(
-            name=f"{lesion.lesion_id} diameter",
-            value=round(lesion.recist_diameter_mm, 1),
-            unit="mm",
-            confidence=lesion.confidence,
-            **common,
-        )
-        for lesion in assessment.lesions
-    ]
-    findings.append(
-        Finding(
-            name="sum of diameters",
-            value=assessment.sum_of_diameters_mm,
-            unit="mm",
-            **common,
-        )
-    )
-    if assessment.overall_response is not None:
+    findings: list[Finding] = []
+    if assessment is not None:
+        findings += [
+            Finding(
+                name=f"{lesion.lesion_id}_diameter_mm",
+                value=round(lesion.recist_diameter_mm, 1),
+                unit="mm",
+                confidence=lesion.confidence,
+                **common,
+            )
+            for lesion in assessment.lesions
+        ]
         findings.append(
             Finding(
-                name="overall response", value=assessment.overall_response, **common
+                name="sum_of_diameters_mm",
+                value=assessment.sum_of_diameters_mm,
+                unit="mm",
+                **common,
             )
+        )
+        for name in ("target_response", "overall_response"):
+            response = getattr(assessment, name)
+            if response is not None:
+                findings.append(Finding(name=name, value=response.value, **common))
+    measurements = state.get("measurements", {})
+    confidence = measurements.get("confidence")
+    for name, unit in _MEASUREMENT_UNITS.items():
+        value = measurements.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "YES" if value else "NO"
+        findings.append(
+            Finding(name=name, value=value, unit=unit, confidence=confidence, **common)
         )
     return findings
 
 
+def _key_images(state: TriageState) -> dict[str, str]:
+    """Key image paths by finding: each lesion, the LV cavity, the haematoma."""
+    images = {
+        lesion["lesion_id"]: lesion["key_image"]
+        for lesion in state.get("lesions", [])
+        if lesion.get("key_image")
+    }
+    path = state.get("measurements", {}).get("key_image")
+    if path and state.get("task"):
+        images[str(state["task"])] = path
+    return images
+
+
+def _deviation_text(deviation: dict[str, Any], state: TriageState) -> str:
+    """``code [time point]: reason``, the form reports and reviewers read."""
+    time_point = deviation.get("time_point_id") or state["study"]["time_point_id"]
+    return f"{deviation['code']} [{time_point}]: {deviation['reason']}"
+
+
 def _result_from_state(state: TriageState) -> TriageResult:
-    assessment = state.get("assessment")
+    assessment_data = state.get("assessment")
+    assessment = Assessment.model_validate(assessment_data) if assessment_data else None
     return TriageResult(
         study=StudyRef.model_validate(state["study"]),
         study_version=state["study_version"],
@@ -439,10 +473,12 @@ def _result_from_state(state: TriageState) -> TriageResult:
         series_uid=state.get("series_uid"),
         priority=Priority(state.get("priority", Priority.ROUTINE.value)),
         reasons=state.get("reasons", []),
-        deviations=[f"{d['code']}: {d['reason']}" for d in state.get("deviations", [])],
+        deviations=[_deviation_text(d, state) for d in state.get("deviations", [])],
         visit_day=state.get("visit_day"),
         qc_flags=[QcFlag.model_validate(f) for f in state.get("qc_flags", [])],
-        assessment=Assessment.model_validate(assessment) if assessment else None,
+        assessment=assessment,
+        findings=_findings(state, assessment),
+        key_images=_key_images(state),
         model_version=state.get("model_version"),
         input_hashes=state.get("input_hashes", []),
         narrative=state.get("narrative"),
