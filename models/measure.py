@@ -15,7 +15,7 @@ import numpy as np
 from models.inference import Segmentation, Segmenter
 from models.quantify.ich import Abc2Result, abc2, haemorrhage_volume_ml
 from models.quantify.lesions import KeySliceGeometry, measure_lesions_with_geometry
-from models.quantify.lvef import LvefResult, lvef_from_phases
+from models.quantify.lvef import LvefResult, largest_component, lvef_from_phases
 from triallens.domain import LesionMeasurement
 from triallens.geometry.volume import SeriesVolume
 
@@ -107,7 +107,7 @@ def measure_lvef(
 
     segmenter = segmenter or default_segmenter("lvef_cmr")
     segmentations = [segmenter.segment_with_probabilities(v) for v in phases]
-    masks = [s.labels == 1 for s in segmentations]
+    masks = [largest_component(s.labels == 1) for s in segmentations]
     result = lvef_from_phases(masks, list(phases))
     ed = result.ed_phase
     areas = masks[ed].reshape(masks[ed].shape[0], -1).sum(axis=1)

@@ -164,3 +164,15 @@ def test_haematoma_expansion(base, follow, expanded):
 
 def test_expansion_threshold_override():
     assert haematoma_expansion(20, 30, absolute_ml=12.5, relative=1.0).expanded is False
+
+
+def test_largest_component_drops_islands():
+    from models.quantify.lvef import largest_component
+
+    mask = np.zeros((6, 20, 20), dtype=bool)
+    mask[1:5, 4:12, 4:12] = True
+    mask[2, 16:18, 16:18] = True  # a stray island
+    kept = largest_component(mask)
+    assert kept.sum() == 4 * 8 * 8
+    assert not kept[2, 16, 16]
+    assert largest_component(np.zeros((2, 3, 3), dtype=bool)).sum() == 0

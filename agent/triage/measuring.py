@@ -224,12 +224,9 @@ def _baseline_value(priors: list[Any], task: str) -> float | None:
 def _lvef_change(values: dict[str, Any], baseline: float | None) -> dict[str, Any]:
     from models.quantify.lvef import ctrcd_class
 
-    if baseline is None:
-        return {
-            "lvef_baseline_percent": values["lvef_percent"],
-            "lvef_drop_points": 0.0,
-        }
     current = float(values["lvef_percent"])
+    if baseline is None:
+        baseline = current
     return {
         "lvef_baseline_percent": baseline,
         "lvef_drop_points": round(baseline - current, 1),
@@ -237,12 +234,22 @@ def _lvef_change(values: dict[str, Any], baseline: float | None) -> dict[str, An
     }
 
 
-def _haematoma_change(values: dict[str, Any], baseline: float | None) -> dict[str, Any]:
+def _haematoma_change(
+    values: dict[str, Any], baseline: float | None, charter: Any
+) -> dict[str, Any]:
     from models.quantify.ich import haematoma_expansion
 
     if baseline is None:
         return {"haematoma_change_ml": 0.0, "haematoma_expansion": False}
-    change = haematoma_expansion(baseline, float(values["haemorrhage_volume_ml"]))
+    thresholds: dict[str, float] = {}
+    if charter is not None:
+        criteria = charter.response_criteria.ich
+        thresholds = {
+            "absolute_ml": criteria.expansion_ml,
+            "relative": criteria.expansion_percent / 100.0,
+        }
+    current = float(values["haemorrhage_volume_ml"])
+    change = haematoma_expansion(baseline, current, **thresholds)
     return {
         "haematoma_baseline_ml": baseline,
         "haematoma_change_ml": round(change.absolute_ml, 2),

@@ -28,6 +28,7 @@ __all__ = [
     "cavity_volume_ml",
     "ctrcd_class",
     "ejection_fraction",
+    "largest_component",
     "lvef_from_phases",
 ]
 
@@ -99,6 +100,23 @@ def cavity_volume_ml(mask: np.ndarray, volume: SeriesVolume) -> float:
     spacing = slice_spacing_mm(volume.affine)
     areas = mask.reshape(mask.shape[0], -1).sum(axis=1) * pixel_area
     return float(areas.sum() * spacing / 1000.0)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 3D connected component (26-connectivity) of a mask.
+
+    A cavity is one connected region; stray islands (a piece of the right
+    ventricle, a vessel) are dropped before the volume is summed.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    parts, count = ndimage.label(mask, np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(parts.ravel())
+    sizes[0] = 0
+    return parts == int(np.argmax(sizes))
 
 
 def ejection_fraction(edv_ml: float, esv_ml: float) -> float:

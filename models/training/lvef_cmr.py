@@ -23,14 +23,19 @@ PREPROCESSING = Preprocessing(
     roi_size=(16, 96, 96),
     sw_batch_size=2,
     overlap=0.25,
-    labels={0: "background", 1: "left ventricular cavity"},
+    labels={
+        0: "background",
+        1: "left ventricular cavity",
+        2: "left ventricular myocardium",
+        3: "right ventricular cavity",
+    },
 )
 
 NETWORK = {
     "_target_": "monai.networks.nets.UNet",
     "spatial_dims": 3,
     "in_channels": 1,
-    "out_channels": 2,
+    "out_channels": 4,
     "channels": [16, 32, 64, 128],
     "strides": [[1, 2, 2], [1, 2, 2], [2, 2, 2]],
     "num_res_units": 1,
@@ -69,14 +74,13 @@ def _make_samples(rng: np.random.Generator, count: int) -> list[Sample]:
     for _ in range(count):
         phantom = cmr_subject(rng)
         for phase in range(phantom.images.shape[0]):
-            labels = (phantom.labels[phase] == 1).astype(np.uint8)
             samples.append(
                 to_sample(
                     phantom.images[phase],
-                    labels,
+                    phantom.labels[phase],
                     phantom.spacing_mm,
                     PREPROCESSING,
-                    n_classes=2,
+                    n_classes=4,
                 )
             )
     return samples
@@ -86,7 +90,7 @@ def evaluate_lvef_cmr(bundle_path: Path, seed: int, count: int) -> dict[str, flo
     """EDV, ESV and LVEF errors of a bundle on held-out phantoms."""
     from models.bundle import load_bundle
     from models.inference import Segmenter
-    from models.quantify.lvef import lvef_from_phases
+    from models.quantify.lvef import largest_component, lvef_from_phases
 
     segmenter = Segmenter(load_bundle(bundle_path), device="cpu")
     rng = np.random.default_rng(seed)
@@ -96,9 +100,8 @@ def evaluate_lvef_cmr(bundle_path: Path, seed: int, count: int) -> dict[str, flo
         masks, volumes = [], []
         for phase in range(phantom.images.shape[0]):
             volume = phase_volume(phantom, phase)
-            labels = segmenter.segment(volume)
+            predicted = largest_component(segmenter.segment(volume) == 1)
             truth = phantom.labels[phase] == 1
-            predicted = labels == 1
             dice.append(2 * (truth & predicted).sum() / (truth.sum() + predicted.sum()))
             masks.append(predicted)
             volumes.append(volume)
@@ -128,8 +131,9 @@ meaningless.
 
 ## Model
 - MONAI 3D UNet, channels {NETWORK["channels"]}, in-plane downsampling first;
-  input one channel (signal 0..700 scaled to 0..1); output background and LV
-  cavity (papillary muscles are not modelled).
+  input one channel (signal 0..700 scaled to 0..1); output background, LV
+  cavity, LV myocardium and RV cavity (papillary muscles are not modelled).
+  The LV volume is taken from the largest connected LV cavity component.
 - Working grid: pixels 1.5 x 1.5 mm, slices as acquired.
 
 ## Training data
@@ -165,6 +169,6 @@ def lvef_cmr_task() -> TrainingTask:
         model_card=_model_card,
         training_data=TRAINING_DATA,
         subjects=12,
-        steps=400,
+        steps=700,
         foreground_fraction=0.8,
     )
