@@ -110,7 +110,10 @@ def _evaluate_recist(
         truth_visits, predicted_visits = [], []
         for visit, (phantom, volume, anatomy) in enumerate(_timeline(rng, scenario)):
             truth = [_truth_measurement(t, anatomy) for t in phantom.lesions]
-            found = measure_lesions(segmenter.segment(volume), volume)
+            seg = segmenter.segment_with_probabilities(volume)
+            found = measure_lesions(
+                seg.labels, volume, probabilities=seg.probabilities, min_confidence=0.6
+            )
             for m in found:
                 m.organ = _organ_at(anatomy, m.centroid_mm, m.kind.value)
             truth_visits.append(truth)

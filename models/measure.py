@@ -76,7 +76,10 @@ def default_segmenter(task: str, device: str = "auto") -> Segmenter:
 
 
 def measure_ct_lesions(
-    volume: SeriesVolume, segmenter: Segmenter | None = None, min_voxels: int = 8
+    volume: SeriesVolume,
+    segmenter: Segmenter | None = None,
+    min_voxels: int = 8,
+    min_confidence: float = 0.6,
 ) -> LesionFindings:
     """Segment and measure every lesion and node of a CT series."""
     from models.key_images import render_lesion_key_image
@@ -84,7 +87,11 @@ def measure_ct_lesions(
     segmenter = segmenter or default_segmenter("recist_ct")
     seg = segmenter.segment_with_probabilities(volume)
     found = measure_lesions_with_geometry(
-        seg.labels, volume, min_voxels, probabilities=seg.probabilities
+        seg.labels,
+        volume,
+        min_voxels,
+        probabilities=seg.probabilities,
+        min_confidence=min_confidence,
     )
     images = {}
     for lesion, geometry in found:

@@ -156,3 +156,18 @@ def test_shape_mismatch_and_unmeasurable_volume_raise():
     vol.not_measurable_reason = "missing slices"
     with pytest.raises(GeometryError, match="missing slices"):
         measure_lesions(np.zeros((4, 8, 8), dtype=np.uint8), vol)
+
+
+def test_touching_classes_make_one_finding_and_low_confidence_is_dropped():
+    vol = make_volume((10, 60, 60), (3.0, 1.0, 1.0))
+    node = ellipsoid_mask(vol, voxel_centre(vol, 30, 30, 5), (12, 9, 6), np.eye(3))
+    labels = node.astype(np.uint8) * 2
+    labels[:, :, :27] = np.where(node[:, :, :27], 1, 0)  # a quarter called lesion
+    (finding,) = measure_lesions(labels, vol)
+    assert finding.kind is LesionKind.NODE
+    assert finding.longest_diameter_mm == pytest.approx(24.0, abs=1.0)
+    probs = np.zeros((3, *vol.shape), dtype=np.float32)
+    probs[2][node] = 0.55
+    probs[1][node] = 0.4
+    assert measure_lesions(labels, vol, probabilities=probs, min_confidence=0.6) == []
+    assert len(measure_lesions(labels, vol, probabilities=probs)) == 1

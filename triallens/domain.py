@@ -148,6 +148,8 @@ class TriageResult(BaseModel):
     key_images: dict[str, str] = Field(default_factory=dict)
     narrative: str | None = None
     narrative_source: str | None = None
+    narrative_prompt: str | None = None
+    narrative_refused_reason: str | None = None
     edc_record_id: str | None = None
     trace_id: str | None = None
     created_at: datetime | None = None

@@ -244,17 +244,24 @@ def _priority_facts(state: TriageState) -> dict[str, Any]:
 
 
 def draft_report(state: TriageState, ctx: TriageContext) -> TriageState:
-    """Draft the narrative (LLM with grounding when configured, else template)."""
-    from agent.llm import draft_narrative
+    """Draft the narrative (LLM with grounding when configured, else template).
+
+    An LLM that is down or refuses leaves the template narrative in place:
+    triage never waits on prose.
+    """
+    from agent.llm import draft_narrative, llm_client_from_settings
 
     result = _result_from_state(state)
-    client = None
-    if ctx.settings.llm_base_url:
-        from agent.llm import LlmClient
-
-        client = LlmClient.from_settings(ctx.settings)
-    narrative = draft_narrative(result, client)
-    return {"narrative": narrative.text, "narrative_source": narrative.source}
+    client = llm_client_from_settings(ctx.settings, tracing=True)
+    narrative = draft_narrative(result, client, fallback_on_error=True)
+    prompt = f"{narrative.prompt_id}@{narrative.prompt_version}"
+    ctx.tracer.tag({"triallens.prompt_versions": prompt})
+    return {
+        "narrative": narrative.text,
+        "narrative_source": narrative.source,
+        "narrative_prompt": prompt,
+        "narrative_refused_reason": narrative.refused_reason,
+    }
 
 
 def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
@@ -483,6 +490,8 @@ def _result_from_state(state: TriageState) -> TriageResult:
         input_hashes=state.get("input_hashes", []),
         narrative=state.get("narrative"),
         narrative_source=state.get("narrative_source"),
+        narrative_prompt=state.get("narrative_prompt"),
+        narrative_refused_reason=state.get("narrative_refused_reason"),
         edc_record_id=state.get("edc_record_id"),
         trace_id=state.get("trace_id"),
     )

@@ -39,6 +39,8 @@ class TriageState(TypedDict, total=False):
     reasons: list[str]
     narrative: str | None
     narrative_source: str | None
+    narrative_prompt: str | None
+    narrative_refused_reason: str | None
     # write_outputs
     edc_record_id: str | None
     trace_id: str | None

@@ -46,6 +46,7 @@ def measure_lesions(
     probabilities: np.ndarray | None = None,
     organ_map: np.ndarray | None = None,
     organ_names: Mapping[int, str] | None = None,
+    min_confidence: float = 0.0,
 ) -> list[LesionMeasurement]:
     """Measure every lesion and lymph node in a label mask.
 
@@ -72,6 +73,15 @@ def measure_lesions(
         frequent non-zero organ label under it. Nodes are always "lymph node".
     organ_names : Mapping[int, str], optional
         Names of the organ labels.
+    min_confidence : float
+        Findings with a lower confidence are dropped.
+
+    Notes
+    -----
+    Touching voxels of different classes form one finding: a network that
+    labels part of a node as lesion does not make two findings of it. The
+    finding takes the class with the larger summed probability (or voxel
+    count without probabilities).
 
     Returns
     -------
@@ -92,6 +102,7 @@ def measure_lesions(
         probabilities=probabilities,
         organ_map=organ_map,
         organ_names=organ_names,
+        min_confidence=min_confidence,
     )
     return [m for m, _ in found]
 
@@ -104,6 +115,7 @@ def measure_lesions_with_geometry(
     probabilities: np.ndarray | None = None,
     organ_map: np.ndarray | None = None,
     organ_names: Mapping[int, str] | None = None,
+    min_confidence: float = 0.0,
 ) -> list[tuple[LesionMeasurement, KeySliceGeometry]]:
     """Like :func:`measure_lesions`, with the key-slice geometry for drawing."""
     from scipy import ndimage
@@ -121,6 +133,7 @@ def measure_lesions_with_geometry(
         )
     voxel_ml = abs(float(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
     structure = np.ones((3, 3, 3), dtype=bool)
+    labels = _unify_touching_classes(labels, probabilities, structure)
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
@@ -136,6 +149,10 @@ def measure_lesions_with_geometry(
             voxels = int(component.sum())
             if voxels < min_voxels:
                 continue
+            if probabilities is not None and min_confidence > 0:
+                score = float(probabilities[label_value][box][component].mean())
+                if score < min_confidence:
+                    continue
             per_kind.append(
                 _measure_component(
                     component,
@@ -158,6 +175,35 @@ def measure_lesions_with_geometry(
             results.append((measurement, geometry))
     logger.debug("measured %d findings on series %s", len(results), volume.series_uid)
     return results
+
+
+def _unify_touching_classes(
+    labels: np.ndarray, probabilities: np.ndarray | None, structure: np.ndarray
+) -> np.ndarray:
+    """Give every connected foreground object a single finding class."""
+    from scipy import ndimage
+
+    classes = list(LABEL_CLASSES)
+    objects, count = ndimage.label(np.isin(labels, classes), structure)
+    if count == 0:
+        return labels
+    out = labels.copy()
+    for index, box in enumerate(ndimage.find_objects(objects), start=1):
+        if box is None:
+            continue
+        inside = objects[box] == index
+        values = labels[box][inside]
+        present = [c for c in classes if np.any(values == c)]
+        if len(present) < 2:
+            continue
+        if probabilities is not None:
+            votes = [float(probabilities[c][box][inside].sum()) for c in present]
+        else:
+            votes = [float(np.sum(values == c)) for c in present]
+        winner = present[int(np.argmax(votes))]
+        view = out[box]
+        view[inside] = winner
+    return out
 
 
 def _measure_component(

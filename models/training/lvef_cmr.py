@@ -23,19 +23,14 @@ PREPROCESSING = Preprocessing(
     roi_size=(16, 96, 96),
     sw_batch_size=2,
     overlap=0.25,
-    labels={
-        0: "background",
-        1: "left ventricular cavity",
-        2: "left ventricular myocardium",
-        3: "right ventricular cavity",
-    },
+    labels={0: "background", 1: "left ventricular cavity"},
 )
 
 NETWORK = {
     "_target_": "monai.networks.nets.UNet",
     "spatial_dims": 3,
     "in_channels": 1,
-    "out_channels": 4,
+    "out_channels": 2,
     "channels": [16, 32, 64, 128],
     "strides": [[1, 2, 2], [1, 2, 2], [2, 2, 2]],
     "num_res_units": 1,
@@ -74,13 +69,14 @@ def _make_samples(rng: np.random.Generator, count: int) -> list[Sample]:
     for _ in range(count):
         phantom = cmr_subject(rng)
         for phase in range(phantom.images.shape[0]):
+            labels = (phantom.labels[phase] == 1).astype(np.uint8)
             samples.append(
                 to_sample(
                     phantom.images[phase],
-                    phantom.labels[phase],
+                    labels,
                     phantom.spacing_mm,
                     PREPROCESSING,
-                    n_classes=4,
+                    n_classes=2,
                 )
             )
     return samples
@@ -131,9 +127,9 @@ meaningless.
 
 ## Model
 - MONAI 3D UNet, channels {NETWORK["channels"]}, in-plane downsampling first;
-  input one channel (signal 0..700 scaled to 0..1); output background, LV
-  cavity, LV myocardium and RV cavity (papillary muscles are not modelled).
-  The LV volume is taken from the largest connected LV cavity component.
+  input one channel (signal 0..700 scaled to 0..1); output background and LV
+  cavity (papillary muscles are not modelled). The LV volume is taken from
+  the largest connected LV cavity component.
 - Working grid: pixels 1.5 x 1.5 mm, slices as acquired.
 
 ## Training data
@@ -169,6 +165,6 @@ def lvef_cmr_task() -> TrainingTask:
         model_card=_model_card,
         training_data=TRAINING_DATA,
         subjects=12,
-        steps=700,
+        steps=400,
         foreground_fraction=0.8,
     )
