@@ -70,7 +70,7 @@ def test_invented_number_is_refused_and_the_template_used(
     assert "987" in (result.narrative_refused_reason or "")
     assert "987" not in (result.narrative or "")
     assert result.narrative_prompt and result.narrative_prompt.startswith(
-        "triage_narrative@"
+        "triage-narrative@"
     )
     assert len(scripted_llm.requests) == 1
 
