@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--subjects", type=int, default=None)
     parser.add_argument("--eval-subjects", type=int, default=6)
+    parser.add_argument(
+        "--init", type=Path, default=None, help="bundle whose weights start training"
+    )
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         subjects=args.subjects,
         evaluate_subjects=args.eval_subjects,
         progress=print,
+        init_from=args.init,
+        learning_rate=args.lr,
     )
     return 0
 

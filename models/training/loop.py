@@ -76,6 +76,8 @@ def train_task(
     subjects: int | None = None,
     evaluate_subjects: int = 6,
     progress: Callable[[str], None] | None = None,
+    init_from: Path | None = None,
+    learning_rate: float | None = None,
 ) -> Path:
     """Train ``task`` deterministically and write its bundle to ``out_dir``.
 
@@ -92,6 +94,11 @@ def train_task(
     evaluate_subjects : int
         Held-out phantoms (seeded from ``seed + 1000``) for the metrics; 0 skips
         the evaluation.
+    init_from : Path, optional
+        A bundle of the same network whose weights start the training (a warm
+        start); recorded in the metadata with that bundle's version.
+    learning_rate : float, optional
+        Override the task's peak learning rate (lower values suit warm starts).
     """
     import torch
 
@@ -100,7 +107,17 @@ def train_task(
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(min(threads, 2))
     try:
-        return _train(task, seed, out_dir, steps, subjects, evaluate_subjects, progress)
+        return _train(
+            task,
+            seed,
+            out_dir,
+            steps,
+            subjects,
+            evaluate_subjects,
+            progress,
+            init_from,
+            learning_rate,
+        )
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
@@ -114,6 +131,8 @@ def _train(
     subjects: int | None,
     evaluate_subjects: int,
     progress: Callable[[str], None] | None,
+    init_from: Path | None = None,
+    learning_rate: float | None = None,
 ) -> Path:
     import monai
     import torch
@@ -132,12 +151,19 @@ def _train(
 
     parser = ConfigParser({"network_def": task.network_def})
     network = parser.get_parsed_content("network_def")
+    initial: dict[str, Any] = {}
+    if init_from is not None:
+        from models.bundle import load_bundle
+
+        start = load_bundle(init_from)
+        network.load_state_dict(start.network.state_dict())
+        initial = {"initialised_from": f"{start.task} {start.version}"}
+        say(f"{task.name}: warm start from {start.task} {start.version}")
     n_steps = steps or task.steps
-    optimiser = torch.optim.AdamW(
-        network.parameters(), lr=task.learning_rate, weight_decay=1e-5
-    )
+    peak = learning_rate or task.learning_rate
+    optimiser = torch.optim.AdamW(network.parameters(), lr=peak, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=task.learning_rate, total_steps=n_steps, pct_start=0.1
+        optimiser, max_lr=peak, total_steps=n_steps, pct_start=0.1
     )
     weight = torch.tensor(task.class_weights) if task.class_weights else None
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=weight)
@@ -181,7 +207,8 @@ def _train(
             "subjects": count,
             "steps": n_steps,
             "batch_size": task.batch_size,
-            "learning_rate": task.learning_rate,
+            "learning_rate": peak,
+            **initial,
         },
         "network_data_format": {
             "inputs": {

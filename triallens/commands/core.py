@@ -93,10 +93,10 @@ def _results_table(results: list[Any]) -> Any:
         "sum of diameters (mm)",
         "response vs baseline",
         "priority",
-        "EDC record",
-        "trace id",
     ):
         table.add_column(column)
+    table.add_column("EDC record", overflow="fold")
+    table.add_column("trace id", overflow="fold")
     for result in results:
         assessment = result.assessment
         sod = (
