@@ -61,3 +61,15 @@ def test_killed_run_resumes_with_one_edc_record(
     result = ctx.store.get_study(records[0].study_uid)
     assert result is not None
     assert result.edc_record_id == records[0].record_id
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "triallens", "trace", "show", result.study.study_uid],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TRIALLENS_DATA_DIR=str(data_dir), COLUMNS="200"),
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert result.trace_id in shown.stdout
+    for node in ("compare_with_priors", "write_outputs", "await_review"):
+        assert node in shown.stdout

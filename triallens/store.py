@@ -109,6 +109,21 @@ class ResultStore:
             )
             return TriageResult.model_validate_json(row.result_json) if row else None
 
+    def set_trace_id(self, key: str, study_version: str, trace_id: str) -> TriageResult:
+        """Point a stored result at the trace of the run that completed it."""
+        with Session(self.engine) as session, session.begin():
+            row = session.scalars(
+                select(_TriageRow).where(
+                    _TriageRow.source_key == key,
+                    _TriageRow.study_version == study_version,
+                )
+            ).one()
+            result = TriageResult.model_validate_json(row.result_json)
+            result = result.model_copy(update={"trace_id": trace_id})
+            row.trace_id = trace_id
+            row.result_json = result.model_dump_json()
+        return result
+
     def get_study(self, study_uid: str) -> TriageResult | None:
         """The newest triage result of a (de-identified) study."""
         with Session(self.engine) as session:

@@ -269,9 +269,16 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
     result = _result_from_state(state)
     existing = ctx.store.get_by_source(state["source_key"], state["study_version"])
     if existing is not None:
+        # A run killed after this node's writes: the resumed run's trace is
+        # the one that exists, so the stored result points to it.
+        trace_id = state.get("trace_id")
+        if trace_id and existing.trace_id != trace_id:
+            existing = ctx.store.set_trace_id(
+                state["source_key"], state["study_version"], trace_id
+            )
         return {
             "edc_record_id": existing.edc_record_id,
-            "result": existing.model_dump(),
+            "result": existing.model_dump(mode="json"),
         }
 
     record_id = None

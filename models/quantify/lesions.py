@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.quantify._planar import PlanarDiameters, slice_diameters
+from models.quantify.refine import refine_labels
 from triallens.domain import LesionKind, LesionMeasurement
 from triallens.errors import GeometryError
 from triallens.geometry.volume import SeriesVolume
@@ -47,6 +48,7 @@ def measure_lesions(
     organ_map: np.ndarray | None = None,
     organ_names: Mapping[int, str] | None = None,
     min_confidence: float = 0.0,
+    refine: bool | None = None,
 ) -> list[LesionMeasurement]:
     """Measure every lesion and lymph node in a label mask.
 
@@ -75,6 +77,11 @@ def measure_lesions(
         Names of the organ labels.
     min_confidence : float
         Findings with a lower confidence are dropped.
+    refine : bool, optional
+        Redraw each finding at its half-contrast edge in the image before
+        measuring (:func:`models.quantify.refine.refine_labels`). By default
+        masks that come with ``probabilities`` (a model's output) are refined
+        and masks without them are taken as exact.
 
     Notes
     -----
@@ -82,6 +89,12 @@ def measure_lesions(
     labels part of a node as lesion does not make two findings of it. The
     finding takes the class with the larger summed probability (or voxel
     count without probabilities).
+
+    A network's outline, drawn on its own grid and interpolated back, can sit
+    a voxel or more outside or inside the edge visible in the image; on
+    homogeneous lesions that is a diameter error of 2-5 mm. Refinement places
+    the edge where the intensity is half-way between the lesion and its
+    surroundings, which is where a voxel is half covered by the lesion.
 
     Returns
     -------
@@ -103,6 +116,7 @@ def measure_lesions(
         organ_map=organ_map,
         organ_names=organ_names,
         min_confidence=min_confidence,
+        refine=refine,
     )
     return [m for m, _ in found]
 
@@ -116,6 +130,7 @@ def measure_lesions_with_geometry(
     organ_map: np.ndarray | None = None,
     organ_names: Mapping[int, str] | None = None,
     min_confidence: float = 0.0,
+    refine: bool | None = None,
 ) -> list[tuple[LesionMeasurement, KeySliceGeometry]]:
     """Like :func:`measure_lesions`, with the key-slice geometry for drawing."""
     from scipy import ndimage
@@ -134,6 +149,10 @@ def measure_lesions_with_geometry(
     voxel_ml = abs(float(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
     structure = np.ones((3, 3, 3), dtype=bool)
     labels = _unify_touching_classes(labels, probabilities, structure)
+    if refine is None:
+        refine = probabilities is not None
+    if refine:
+        labels, _ = refine_labels(labels, volume.pixels, tuple(LABEL_CLASSES))
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
