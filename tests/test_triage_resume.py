@@ -71,5 +71,5 @@ def test_killed_run_resumes_with_one_edc_record(
     )
     assert shown.returncode == 0, shown.stderr
     assert result.trace_id in shown.stdout
-    for node in ("compare_with_priors", "write_outputs", "await_review"):
+    for node in ("write_outputs", "await_review"):
         assert node in shown.stdout
