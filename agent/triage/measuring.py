@@ -40,7 +40,9 @@ def measure(state: TriageState, ctx: TriageContext) -> TriageState:
     paths = sorted(Path(state["work_dir"]).glob("*.dcm"))
     volumes = build_volumes([pydicom.dcmread(path) for path in paths])
     qc = list(state.get("qc_flags", []))
-    qc += [flag.model_dump() for volume in volumes for flag in volume.qc_flags]
+    qc += [
+        flag.model_dump(mode="json") for volume in volumes for flag in volume.qc_flags
+    ]
 
     task, selection, reasons = _choose_task(state["study"]["modality"], volumes, qc)
     if selection is None or task is None:
@@ -97,7 +99,7 @@ def _choose_task(
                     reason="measured on a series that breaks the acquisition rules "
                     "(contrast or slice thickness); see the deviations",
                     series_uid=relaxed.volume.series_uid,
-                ).model_dump()
+                ).model_dump(mode="json")
             )
             return "recist_ct", relaxed, ""
     return tasks[0], None, "; ".join(reasons)
@@ -138,7 +140,9 @@ def _measure_recist(volume: Any, segmenter: Any, images: Path) -> list[dict[str,
         path = _write_png(
             images, lesion.lesion_id, found.key_images.get(lesion.lesion_id)
         )
-        lesions.append(lesion.model_copy(update={"key_image": path}).model_dump())
+        lesions.append(
+            lesion.model_copy(update={"key_image": path}).model_dump(mode="json")
+        )
     return lesions
 
 
@@ -209,7 +213,7 @@ def _recist_assessment(
     assessment = evaluations[-1].to_assessment(
         study.subject_id, study.time_point_id, lesions
     )
-    return assessment.model_dump()
+    return assessment.model_dump(mode="json")
 
 
 def _baseline_value(priors: list[Any], task: str) -> float | None:

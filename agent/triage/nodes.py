@@ -98,7 +98,7 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
     series_hash = hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()
     return {
         "work_dir": str(work_dir),
-        "study": study.model_dump(),
+        "study": study.model_dump(mode="json"),
         "input_hashes": [f"sha256:{series_hash}"],
         "non_image_objects": len(datasets) - len(images),
         "visit_day": _visit_day(first),
@@ -107,7 +107,7 @@ def fetch_and_deidentify(state: TriageState, ctx: TriageContext) -> TriageState:
                 code="QUARANTINED",
                 reason=f"series quarantined, not measured: {reason}",
                 series_uid=series,
-            ).model_dump()
+            ).model_dump(mode="json")
             for series, reason in sorted(quarantined.items())
         ],
     }

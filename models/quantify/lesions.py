@@ -81,7 +81,10 @@ def measure_lesions(
         Redraw each finding at its half-contrast edge in the image before
         measuring (:func:`models.quantify.refine.refine_labels`). By default
         masks that come with ``probabilities`` (a model's output) are refined
-        and masks without them are taken as exact.
+        and masks without them are taken as exact. Refinement drops findings
+        that differ from their surroundings by less than 20 HU: they have no
+        visible edge (every lesion the phantoms plant differs by 40 HU or
+        more).
 
     Notes
     -----
@@ -151,8 +154,11 @@ def measure_lesions_with_geometry(
     labels = _unify_touching_classes(labels, probabilities, structure)
     if refine is None:
         refine = probabilities is not None
+    drawn = labels > 0
     if refine:
-        labels, _ = refine_labels(labels, volume.pixels, tuple(LABEL_CLASSES))
+        labels, _ = refine_labels(
+            labels, volume.pixels, tuple(LABEL_CLASSES), drop_low_contrast=True
+        )
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
@@ -169,7 +175,9 @@ def measure_lesions_with_geometry(
             if voxels < min_voxels:
                 continue
             if probabilities is not None and min_confidence > 0:
-                score = float(probabilities[label_value][box][component].mean())
+                score = _confidence(
+                    probabilities[label_value][box], component, drawn[box]
+                )
                 if score < min_confidence:
                     continue
             per_kind.append(
@@ -184,6 +192,7 @@ def measure_lesions_with_geometry(
                     probabilities,
                     organ_map,
                     organ_names,
+                    drawn[box],
                 )
             )
         per_kind.sort(key=lambda item: -item[0].recist_diameter_mm)
@@ -236,6 +245,7 @@ def _measure_component(
     probabilities: np.ndarray | None,
     organ_map: np.ndarray | None,
     organ_names: Mapping[int, str] | None,
+    drawn: np.ndarray,
 ) -> tuple[LesionMeasurement, KeySliceGeometry]:
     k0, j0, i0 = box[0].start, box[1].start, box[2].start
     best: tuple[float, int, PlanarDiameters] | None = None
@@ -267,8 +277,8 @@ def _measure_component(
 
     confidence = 1.0
     if probabilities is not None:
-        values = probabilities[label_value][box][component]
-        confidence = float(np.clip(values.mean(), 0.0, 1.0))
+        score = _confidence(probabilities[label_value][box], component, drawn)
+        confidence = float(np.clip(score, 0.0, 1.0))
     organ: str | None = "lymph node" if kind is LesionKind.NODE else None
     if organ_map is not None and kind is LesionKind.LESION:
         under = organ_map[box][component]
@@ -290,6 +300,20 @@ def _measure_component(
         confidence=round(confidence, 4),
     )
     return measurement, KeySliceGeometry("", int(k0 + dk), full_mask, diameters)
+
+
+def _confidence(
+    probability: np.ndarray, component: np.ndarray, drawn: np.ndarray
+) -> float:
+    """Mean class probability over the voxels the network itself drew.
+
+    Refinement may add edge voxels the network left out; the confidence stays
+    the network's own (over the finding's voxels it labelled, or the whole
+    finding when refinement moved all of them).
+    """
+    own = component & drawn
+    values = probability[own] if own.any() else probability[component]
+    return float(values.mean())
 
 
 def _shifted(

@@ -11,16 +11,19 @@ half-maximum criterion). This module redraws each finding with that criterion.
 For every finding (a connected foreground object of the label mask):
 
 1. the lesion level is the median intensity of the finding's core (the mask
-   eroded by one pixel in plane, or the whole finding when that is empty);
+   eroded by one pixel in plane, or the whole finding when that is empty) on
+   its widest slice, where partial volume across slices matters least;
 2. the surrounding level is the median intensity of a ring two to
-   ``ring_px`` pixels outside the finding, in plane, excluding other findings;
+   ``ring_px`` pixels outside the finding on that slice, excluding other
+   findings;
 3. when the two differ by less than ``min_contrast`` the finding is left as
    the network drew it (there is no edge to refine against) and flagged;
 4. otherwise a voxel belongs to the finding when its intensity lies closer to
    the lesion level than half the contrast (which also excludes brighter or
-   darker neighbours such as vessels or air), and it is connected (6-connected)
-   to the core within ``grow_px`` pixels in plane and one slice of the
-   network's finding; holes are filled slice by slice.
+   darker neighbours such as vessels or air) and it is connected in plane to
+   the network's finding on the same slice within ``grow_px`` pixels of it,
+   never touching another finding (so that findings stay apart); holes are
+   filled. The slices a finding spans stay those the network drew.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def refine_labels(
     ring_px: int = 4,
     grow_px: int = 3,
     min_contrast: float = 20.0,
+    drop_low_contrast: bool = False,
 ) -> tuple[np.ndarray, list[RefinedFinding]]:
     """Redraw every finding of ``labels`` at its half-contrast edge in ``image``.
 
@@ -79,6 +83,10 @@ def refine_labels(
     min_contrast : float
         Findings whose lesion and surrounding levels differ by less are kept
         unchanged and reported with ``refined=False``.
+    drop_low_contrast : bool
+        Remove those findings from the mask instead: a finding that does not
+        stand out from its surroundings by ``min_contrast`` has no visible
+        edge to measure.
 
     Returns
     -------
@@ -100,7 +108,6 @@ def refine_labels(
         return out, records
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = True
-    six = ndimage.generate_binary_structure(3, 1)
     pad = np.array([1, ring_px + 1, ring_px + 1])
     shape = np.array(labels.shape)
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
@@ -113,36 +120,44 @@ def refine_labels(
         label = int(labels[region][inside][0])
         hu = image[region]
         others = foreground[region] & ~inside
+        keep_off = ndimage.binary_dilation(others, structure)
         core = ndimage.binary_erosion(inside, plane)
         if core.sum() < 3:
             core = inside
         near = ndimage.binary_dilation(inside, plane, iterations=1)
         far = ndimage.binary_dilation(inside, plane, iterations=ring_px)
         ring = far & ~near & ~others
-        if not ring.any():
+        widest = int(np.argmax(inside.reshape(inside.shape[0], -1).sum(axis=1)))
+        if not ring[widest].any() or not core[widest].any():
             records.append(RefinedFinding(label, float("nan"), float("nan"), False))
             continue
-        level_in = float(np.median(hu[core]))
-        level_out = float(np.median(hu[ring]))
+        level_in = float(np.median(hu[widest][core[widest]]))
+        level_out = float(np.median(hu[widest][ring[widest]]))
         record = RefinedFinding(label, level_in, level_out, False)
         records.append(record)
         contrast = abs(level_in - level_out)
         if contrast < min_contrast:
+            if drop_low_contrast:
+                out[region][inside] = 0
             continue
         candidate = np.abs(hu - level_in) < 0.5 * contrast
         allowed = ndimage.binary_dilation(inside, plane, iterations=grow_px)
-        allowed = ndimage.binary_dilation(allowed, _z_only(), iterations=1)
-        allowed &= candidate & ~others
-        seeds = core & allowed
-        if not seeds.any():
+        allowed &= candidate & ~keep_off
+        grown = np.zeros_like(inside)
+        for k in range(inside.shape[0]):
+            seeds = inside[k] & allowed[k]
+            if not seeds.any():
+                continue
+            layer = ndimage.binary_propagation(seeds, mask=allowed[k])
+            grown[k] = ndimage.binary_fill_holes(layer)
+        if not grown.any():
             continue
-        grown = ndimage.binary_propagation(seeds, structure=six, mask=allowed)
-        for k in range(grown.shape[0]):
-            if grown[k].any():
-                grown[k] = ndimage.binary_fill_holes(grown[k])
         view = out[region]
         view[inside & ~grown] = 0
         view[grown] = label
+        taken = foreground[region]
+        taken[inside & ~grown] = False
+        taken[grown] = True
         record.refined = True
     return out, records
 
