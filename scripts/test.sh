@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/system-deps.sh
+# The PostgreSQL tests need the local server (trust auth, database "test").
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+fi
 for extra in scripts/vllm-env.sh scripts/inspector.sh; do
   [ -f "$extra" ] && bash "$extra"
 done

@@ -66,6 +66,8 @@ def evaluate_recist_ct(bundle_path: Path, seed: int, count: int) -> dict[str, fl
     has its centroid within max(10 mm, half the truth's longest diameter).
     Diameter errors are over found lesions measurable by RECIST (LD >= 10 mm,
     nodes SA >= 10 mm), comparing the RECIST diameter (SA for nodes).
+    Findings are measured as the pipeline measures them (boundary refinement
+    and the 0.6 confidence floor of :func:`models.measure.measure_ct_lesions`).
     """
     from models.bundle import load_bundle
     from models.inference import Segmenter
@@ -88,7 +90,10 @@ def evaluate_recist_ct(bundle_path: Path, seed: int, count: int) -> dict[str, fl
                     2.0 * float((truth_mask & pred_mask).sum()) / float(denom)
                 )
         predicted = measure_lesions(
-            result.labels, subject.volume, probabilities=result.probabilities
+            result.labels,
+            subject.volume,
+            probabilities=result.probabilities,
+            min_confidence=0.6,
         )
         used: set[str] = set()
         for truth in subject.phantom.lesions:
