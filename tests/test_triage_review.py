@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pydicom
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 
 async def test_signed_review_over_mcp_resumes_the_waiting_thread(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from evals.synth import generate_trial
     from tools.edc import EmbeddedEdc
@@ -31,9 +32,11 @@ async def test_signed_review_over_mcp_resumes_the_waiting_thread(
     ][0]
     settings = get_settings()
     ctx = TriageContext(settings=settings)
-    ctx.pacs.store(
-        [pydicom.dcmread(p) for p in sorted((trial / visit["path"]).rglob("*.dcm"))]
-    )
+    originals = [
+        pydicom.dcmread(p) for p in sorted((trial / visit["path"]).rglob("*.dcm"))
+    ]
+    ctx.pacs.store(originals)
+    caplog.set_level(logging.DEBUG)
     result = run_triage(visit["study_uid"], ctx)
     study_uid = result.study.study_uid
     key, version = ctx.store.source_of(study_uid)
