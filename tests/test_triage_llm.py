@@ -108,3 +108,35 @@ def test_llm_outage_leaves_the_template_and_finishes(
     assert result.outcome is TriageOutcome.MEASURED
     assert result.narrative_source == "template"
     assert result.edc_record_id is not None
+
+
+def test_seg_and_sr_reach_the_results_archive(
+    tmp_path: Path, scripted_llm: ScriptedLlmServer
+) -> None:
+    import highdicom as hd
+
+    from models.dicom_outputs import read_measurement_report
+
+    uid, datasets = _baseline_study(tmp_path)
+    ctx = _context(tmp_path, scripted_llm)
+    ctx.pacs.store(datasets)
+    scripted_llm.script(ScriptedReply(status=503, error="overloaded"))
+
+    result = run_triage(uid, ctx)
+    again = run_triage(uid, ctx)
+
+    assert again.dicom_outputs == result.dicom_outputs
+    study = result.study.study_uid
+    stored = {i.sop_instance_uid: i for i in ctx.results_pacs.search_instances(study)}
+    assert set(stored) == set(result.dicom_outputs.values())
+    sr_uid = result.dicom_outputs["sr"]
+    sr = ctx.results_pacs.retrieve_instance(study, stored[sr_uid].series_uid, sr_uid)
+    reported = {r.tracking_identifier: r for r in read_measurement_report(sr)}
+    for lesion in result.assessment.lesions:
+        entry = reported[lesion.lesion_id]
+        assert entry.long_axis_mm == pytest.approx(lesion.longest_diameter_mm, abs=0.05)
+        assert entry.time_point == result.study.time_point_id
+    seg_uid = result.dicom_outputs["seg"]
+    seg = ctx.results_pacs.retrieve_instance(study, stored[seg_uid].series_uid, seg_uid)
+    segmentation = hd.seg.Segmentation.from_dataset(seg)
+    assert segmentation.SeriesInstanceUID == stored[seg_uid].series_uid

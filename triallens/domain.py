@@ -146,6 +146,7 @@ class TriageResult(BaseModel):
     input_hashes: list[str] = Field(default_factory=list)
     visit_day: int | None = None
     key_images: dict[str, str] = Field(default_factory=dict)
+    dicom_outputs: dict[str, str] = Field(default_factory=dict)
     narrative: str | None = None
     narrative_source: str | None = None
     narrative_prompt: str | None = None

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     pacs_password: SecretStr | None = None
     pacs_token: SecretStr | None = None
     pacs_timeout_s: float = 30.0
+    # De-identified results (DICOM SEG and SR): a DICOMweb archive, or the
+    # embedded store under data_dir/results.
+    results_pacs_url: str | None = None
     pacs_retries: int = 3
 
     # De-identification: the secret keys the UID remapping and date shifts.

@@ -30,6 +30,15 @@ class TriageContext:
         return open_pacs(self.pacs_url or self.settings.pacs_url, self.settings)
 
     @cached_property
+    def results_pacs(self) -> Any:
+        """Where de-identified results (SEG, SR) go: a DICOMweb archive or
+        the embedded one under the data directory."""
+        from tools.pacs import open_pacs
+
+        url = self.settings.results_pacs_url
+        return open_pacs(url or str(self.settings.data_dir / "results"), self.settings)
+
+    @cached_property
     def deidentifier(self) -> Any:
         from tools.deid import Deidentifier
 

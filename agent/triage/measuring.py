@@ -8,6 +8,7 @@ data directory.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,11 @@ def measure(state: TriageState, ctx: TriageContext) -> TriageState:
         "model_version": segmenter.bundle.version,
     }
     if task == "recist_ct":
-        update["lesions"] = _measure_recist(volume, segmenter, images_dir)
+        found = _segment_recist(volume, segmenter)
+        update["lesions"] = _recist_lesions(found, images_dir)
+        update["dicom_outputs"] = _store_dicom_outputs(
+            ctx, state, volume, paths, found, segmenter.bundle
+        )
     elif task == "lvef_cmr":
         update["measurements"] = _measure_lvef(selection, segmenter, images_dir)
     else:
@@ -131,19 +136,77 @@ def _write_png(folder: Path, name: str, data: bytes | None) -> str | None:
     return str(path)
 
 
-def _measure_recist(volume: Any, segmenter: Any, images: Path) -> list[dict[str, Any]]:
+def _segment_recist(volume: Any, segmenter: Any) -> Any:
     from models.measure import measure_ct_lesions
 
-    found = measure_ct_lesions(volume, segmenter)
+    return measure_ct_lesions(volume, segmenter)
+
+
+def _recist_lesions(found: Any, images: Path) -> list[dict[str, Any]]:
     lesions = []
     for lesion in found.lesions:
-        path = _write_png(
-            images, lesion.lesion_id, found.key_images.get(lesion.lesion_id)
-        )
-        lesions.append(
-            lesion.model_copy(update={"key_image": path}).model_dump(mode="json")
-        )
+        png = found.key_images.get(lesion.lesion_id)
+        path = _write_png(images, lesion.lesion_id, png)
+        lesion = lesion.model_copy(update={"key_image": path})
+        lesions.append(lesion.model_dump(mode="json"))
     return lesions
+
+
+def _store_dicom_outputs(
+    ctx: TriageContext,
+    state: TriageState,
+    volume: Any,
+    paths: list[Path],
+    found: Any,
+    bundle: Any,
+) -> dict[str, str]:
+    """A DICOM SEG of the lesion mask and a TID 1500 SR of the measurements.
+
+    Both reference the de-identified images and go to the results archive
+    (``TRIALLENS_RESULTS_PACS_URL``, or the embedded one). Their UIDs derive
+    from the study version, so a replayed run stores the same objects again.
+    """
+    if not found.lesions:
+        return {}
+    import pydicom
+
+    from models.dicom_outputs import (
+        sort_source_images,
+        write_measurement_report,
+        write_segmentation,
+    )
+
+    wanted = set(volume.sop_instance_uids)
+    headers = [pydicom.dcmread(p) for p in paths if p.stem in wanted]
+    images = sort_source_images(headers, volume.sop_instance_uids)
+    version = state["study_version"]
+    names = {1: "lesion", 2: "lymph node"}
+    seg = write_segmentation(
+        images,
+        found.labels,
+        {k: v for k, v in names.items() if (found.labels == k).any()},
+        model_name=bundle.task,
+        model_version=bundle.version,
+        series_uid=_derived_uid(version, "seg-series"),
+        sop_instance_uid=_derived_uid(version, "seg"),
+    )
+    report = write_measurement_report(
+        images,
+        list(zip(found.lesions, found.geometries, strict=True)),
+        time_point=state["study"]["time_point_id"],
+        model_name=bundle.task,
+        model_version=bundle.version,
+        series_uid=_derived_uid(version, "sr-series"),
+        sop_instance_uid=_derived_uid(version, "sr"),
+    )
+    ctx.results_pacs.store([seg, report])
+    return {"seg": str(seg.SOPInstanceUID), "sr": str(report.SOPInstanceUID)}
+
+
+def _derived_uid(study_version: str, what: str) -> str:
+    """A UID under 2.25 derived from the study version (deterministic)."""
+    digest = hashlib.sha256(f"{study_version}:{what}".encode()).hexdigest()
+    return "2.25." + str(int(digest[:30], 16))
 
 
 def _measure_lvef(selection: Any, segmenter: Any, images: Path) -> dict[str, Any]:

@@ -493,6 +493,7 @@ def _result_from_state(state: TriageState) -> TriageResult:
         assessment=assessment,
         findings=_findings(state, assessment),
         key_images=_key_images(state),
+        dicom_outputs=state.get("dicom_outputs", {}),
         model_version=state.get("model_version"),
         input_hashes=state.get("input_hashes", []),
         narrative=state.get("narrative"),

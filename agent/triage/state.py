@@ -32,6 +32,7 @@ class TriageState(TypedDict, total=False):
     qc_flags: list[dict[str, Any]]
     lesions: list[dict[str, Any]]
     measurements: dict[str, Any]
+    dicom_outputs: dict[str, str]
     model_version: str | None
     # compare, prioritise, draft
     assessment: dict[str, Any] | None
