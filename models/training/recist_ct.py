@@ -136,6 +136,23 @@ def _model_card(metadata: dict[str, Any]) -> str:
     metrics = metadata.get("metrics", {})
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items()) or "| (none) | |"
     training = metadata.get("training", {})
+    warm = (
+        f" Warm-started from {training['initialised_from']} with a peak learning"
+        " rate of the schedule above."
+        if training.get("initialised_from")
+        else ""
+    )
+    command = f"python -m models.train recist_ct --seed {training.get('seed')}"
+    if training.get("initialised_from"):
+        command += (
+            f" --steps {training.get('steps')} --subjects {training.get('subjects')}"
+            f" --lr {training.get('learning_rate')} --init <that bundle>"
+        )
+    warm += f" Reproduce with `{command}`."
+    shortfall = metadata.get("known_shortfall")
+    shortfall_text = (
+        f"\n## Known shortfall of this version\n{shortfall}\n" if shortfall else ""
+    )
     return f"""# recist_ct: CT lesion and lymph node segmentation
 
 **For pipeline validation on synthetic data only. Not for clinical use.** This
@@ -158,8 +175,18 @@ synthetic phantoms. Its outputs on real CT are meaningless.
 Seed {training.get("seed")}, {training.get("subjects")} volumes,
 {training.get("steps")} steps of batch {training.get("batch_size")}, AdamW with a
 one-cycle schedule (peak learning rate {training.get("learning_rate")}), Dice +
-cross-entropy loss. Reproduce with
-`python -m models.train recist_ct --seed {training.get("seed")}`.
+cross-entropy loss.{warm}
+
+## Measurement
+The pipeline measures findings with `models.quantify.measure_lesions` on the
+series' own grid: touching lesion and node voxels form one finding (the class
+with the larger summed probability), each finding is redrawn at its
+half-contrast edge in the image (`models.quantify.refine`: the level half-way
+between the finding's core and a ring around it on its widest slice, which is
+where a voxel is half covered by the lesion), findings that differ from their
+surroundings by less than 20 HU are dropped as having no visible edge, and
+findings with a mean class probability below 0.6 (over the voxels the network
+labelled) are dropped.
 
 ## Evaluation
 {metadata.get("metrics_data", "")}
@@ -172,7 +199,7 @@ cross-entropy loss. Reproduce with
 - Phantoms only; lesions are homogeneous ellipsoids.
 - Lymph nodes are recognised by position (mesenteric fat, beside the aorta).
 - Lesions smaller than about 8 mm are not reliably found.
-"""
+{shortfall_text}"""
 
 
 @register("recist_ct")

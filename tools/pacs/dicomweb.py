@@ -286,6 +286,7 @@ class DicomWebPacs:
                 operation, lambda: fetch(limit, offset or None), study_uid
             )
         items: list[dict[str, Any]] = []
+        previous: list[dict[str, Any]] | None = None
         while True:
             start = offset + len(items)
             page = self._call(
@@ -293,10 +294,19 @@ class DicomWebPacs:
                 lambda start=start: fetch(self.page_size, start or None),  # type: ignore[misc]
                 study_uid,
             )
-            items.extend(page)
             # Servers may cap a page below page_size: stop on an empty page.
             if not page:
                 return items
+            # A server that ignores ``offset`` sends the same page again.
+            if page == previous:
+                logger.warning(
+                    "%s: the PACS at %s ignores offset; paging stopped",
+                    operation,
+                    self._where,
+                )
+                return items
+            items.extend(page)
+            previous = page
 
     def _require_study(self, study_uid: str) -> None:
         found = self._call(
