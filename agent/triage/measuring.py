@@ -252,6 +252,8 @@ def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
         and (r.study.study_date or "") <= (study.study_date or "")
     ]
     if state.get("task") == "recist_ct":
+        if not priors and not _is_first_visit(ctx, study.time_point_id):
+            return _without_baseline(state, study)
         return {"assessment": _recist_assessment(state, study, priors)}
     measurements = dict(state.get("measurements", {}))
     baseline = _baseline_value(priors, state["task"])
@@ -260,6 +262,46 @@ def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
     else:
         measurements.update(_haematoma_change(measurements, baseline, ctx.charter))
     return {"assessment": None, "measurements": measurements}
+
+
+def _is_first_visit(ctx: TriageContext, time_point_id: str) -> bool:
+    """True when the charter schedules this time point first (or has no charter)."""
+    charter = ctx.charter
+    if charter is None:
+        return True
+    found = charter.visit(time_point_id)
+    if found is None:
+        return True
+    cohort, visit = found
+    return bool(cohort.visits) and cohort.visits[0].time_point_id == visit.time_point_id
+
+
+def _without_baseline(state: TriageState, study: StudyRef) -> TriageState:
+    """A follow-up that arrived before its baseline: measured, not assessable.
+
+    RECIST 1.1 compares with baseline; until the baseline is triaged the
+    response is NE and the study says why.
+    """
+    from triallens.domain import Assessment, Response
+
+    lesions = [LesionMeasurement.model_validate(x) for x in state["lesions"]]
+    assessment = Assessment(
+        subject_id=study.subject_id,
+        time_point_id=study.time_point_id,
+        lesions=lesions,
+        target_response=Response.NE,
+        overall_response=Response.NE,
+    )
+    flag = QcFlag(
+        code="baseline_not_received",
+        reason=f"no baseline triaged for subject {study.subject_id} before "
+        f"{study.time_point_id}: response not evaluable; re-triage this study "
+        "once the baseline is in",
+    )
+    return {
+        "assessment": assessment.model_dump(mode="json"),
+        "qc_flags": [*state.get("qc_flags", []), flag.model_dump(mode="json")],
+    }
 
 
 def _recist_assessment(
