@@ -124,13 +124,18 @@ class ResultStore:
             row.result_json = result.model_dump_json()
         return result
 
-    def get_study(self, study_uid: str) -> TriageResult | None:
-        """The newest triage result of a (de-identified) study."""
+    def get_study(self, study_uid: str, key: str | None = None) -> TriageResult | None:
+        """The newest triage result of a study.
+
+        ``study_uid`` is the de-identified UID; ``key`` (the keyed hash of the
+        PACS's own UID, see :func:`source_key`) finds it by the original UID.
+        """
+        condition = _TriageRow.study_uid == study_uid
+        if key is not None:
+            condition = condition | (_TriageRow.source_key == key)
         with Session(self.engine) as session:
             row = session.scalar(
-                select(_TriageRow)
-                .where(_TriageRow.study_uid == study_uid)
-                .order_by(_TriageRow.id.desc())
+                select(_TriageRow).where(condition).order_by(_TriageRow.id.desc())
             )
             return TriageResult.model_validate_json(row.result_json) if row else None
 

@@ -18,23 +18,27 @@ def register(app: typer.Typer) -> None:
 
 @trace_app.command("show")
 def show(
-    study: Annotated[str, typer.Argument(help="De-identified Study Instance UID.")],
+    study: Annotated[
+        str,
+        typer.Argument(help="Study Instance UID: the PACS's or the de-identified one."),
+    ],
 ) -> None:
     """Print the trace of a study's newest triage run as a tree of spans."""
     from rich.console import Console
 
     from triallens.errors import NotFoundError
     from triallens.settings import apply_offline_switches, get_settings
-    from triallens.store import ResultStore
+    from triallens.store import ResultStore, source_key
     from triallens.tracing import get_tracer
 
     apply_offline_switches()
     settings = get_settings()
-    result = ResultStore(settings.resolved_database_url).get_study(study)
+    key = source_key(study, settings.deid_secret.get_secret_value())
+    result = ResultStore(settings.resolved_database_url).get_study(study, key)
     if result is None or not result.trace_id:
         raise NotFoundError(
-            f"no triage result for study {study}; list studies with `triallens "
-            "mcp` or run `triallens triage` first"
+            f"no triage result for study {study} in {settings.data_dir}; "
+            "run `triallens triage --study UID` first"
         )
     trace = get_tracer(settings).get(result.trace_id)
     if trace is None:
