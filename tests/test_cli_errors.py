@@ -55,6 +55,13 @@ def test_unsupported_pacs_scheme(tmp_path: Path) -> None:
     _assert_one_clear_line(proc, "scheme")
 
 
+def test_pacs_url_with_a_port_out_of_range(tmp_path: Path) -> None:
+    proc = _triallens(
+        tmp_path, "triage", "--pacs", "http://127.0.0.1:99999/x", "--study", "1.2.3"
+    )
+    _assert_one_clear_line(proc, "not valid")
+
+
 def test_unknown_study_uid_in_embedded_store(tmp_path: Path) -> None:
     proc = _triallens(tmp_path, "triage", "--study", "1.2.826.0.1.3680043.99.1")
     _assert_one_clear_line(proc, "1.2.826.0.1.3680043.99.1")
@@ -68,7 +75,10 @@ def test_non_dicom_file_in_embedded_store(tmp_path: Path) -> None:
     _assert_one_clear_line(proc, "notes.dcm")
 
 
-@pytest.mark.parametrize("args", [["triage"], ["demo", "--subjects", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [["triage"], ["demo", "--subjects", "0"], ["synth", "--out", "x", "--seed", "-5"]],
+)
 def test_usage_errors_exit_non_zero(tmp_path: Path, args: list[str]) -> None:
     proc = _triallens(tmp_path, *args)
     assert proc.returncode == 2

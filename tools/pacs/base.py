@@ -117,8 +117,13 @@ def open_pacs(url: str | None, settings: Settings) -> Pacs:
         from tools.pacs.local import LocalPacs
 
         return LocalPacs(settings.pacs_dir)
-    scheme = urlparse(url).scheme.lower()
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
+        try:
+            parsed.port  # noqa: B018 - raises on a port out of range
+        except ValueError as exc:
+            raise PacsError(f"the PACS URL {url!r} is not valid: {exc}") from exc
         from tools.pacs.dicomweb import DicomWebPacs
 
         password = settings.pacs_password

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--subjects", min=1, max=500, help="Number of subjects.")
         ] = 10,
         seed: Annotated[
-            int, typer.Option("--seed", help="Seed; same seed, same trial.")
+            int, typer.Option("--seed", min=0, help="Seed; same seed, same trial.")
         ] = 7,
         small: Annotated[
             bool, typer.Option("--small", help="Tiny studies for fast tests.")
