@@ -11,6 +11,7 @@ from mcp_server.access import Access, ErrorTranslation, UserTokenVerifier
 from mcp_server.backend import Backend
 from mcp_server.content import register_content
 from mcp_server.tools import register_tools
+from triallens import __version__
 from triallens.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def build_server(
             )
     mcp = FastMCP(
         "TrialLens",
+        version=__version__,
         instructions=INSTRUCTIONS,
         auth=UserTokenVerifier(backend) if require_token else None,
         middleware=[ErrorTranslation()],

@@ -106,3 +106,22 @@ def test_payload_without_study_is_a_bad_request(
 def test_empty_secret_is_refused(log: EventLog) -> None:
     with pytest.raises(ValueError, match="secret"):
         WebhookSource("", log)
+
+
+def test_negative_content_length_is_a_bad_request(
+    hook: WebhookSource, log: EventLog
+) -> None:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(hook.url)
+    request = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.hostname}\r\n"
+        "Content-Length: -5\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(request)
+        reply = conn.recv(4096).decode()
+
+    assert reply.startswith("HTTP/1.0 400") or reply.startswith("HTTP/1.1 400")
+    assert log.records() == []

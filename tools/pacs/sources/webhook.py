@@ -95,9 +95,14 @@ class WebhookSource:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
                 if self.path != source.path:
                     return self._answer(404, {"error": "unknown path"})
+                if length < 0:
+                    return self._answer(400, {"error": "bad Content-Length"})
                 if length > _MAX_BODY:
                     return self._answer(413, {"error": "payload too large"})
                 body = self.rfile.read(length)
