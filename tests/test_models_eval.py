@@ -36,8 +36,9 @@ def test_passed_compares_each_metric_with_its_target():
 @pytest.mark.slow
 @pytest.mark.xfail(
     reason=(
-        "the shipped recist_ct 0.1.0 misses the 2 mm target (diameter MAE 3.3 mm, "
-        "sensitivity 0.86 on held-out phantoms); it needs longer training"
+        "the shipped recist_ct 0.2.0 misses measurable lesions on some of these "
+        "phantoms (sensitivity 0.87 on held-out phantoms), so the sum of "
+        "diameters is off by 4.7 mm on average here; it needs more training"
     ),
     strict=False,
 )

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from models.quantify import measure_lesions
-from models.quantify.refine import refine_labels
+from models.quantify.refine import refine_labels, split_touching
 from models.training.data import phantom_volume
 
 PIXEL = 1.6
@@ -117,3 +117,28 @@ def test_measure_lesions_refines_model_masks_by_default():
     assert exact.longest_diameter_mm > 23.0  # the mask as given
     assert model.longest_diameter_mm == pytest.approx(20.0, abs=1.2)
     assert model.confidence == pytest.approx(1.0)
+
+
+def _ball(shape, spacing, centre, radius):
+    k, j, i = np.indices(shape)
+    d = (
+        ((k - centre[0]) * spacing[0]) ** 2
+        + ((j - centre[1]) * spacing[1]) ** 2
+        + ((i - centre[2]) * spacing[2]) ** 2
+    )
+    return d <= radius**2
+
+
+def test_touching_findings_are_split_and_single_ones_are_not():
+    spacing = (5.0, 1.6, 1.6)
+    shape = (12, 60, 80)
+    a = _ball(shape, spacing, (5, 30, 28), 10.0)
+    b = _ball(shape, spacing, (6, 30, 40), 9.0)
+    assert ndimage.label(a | b, np.ones((3, 3, 3), dtype=bool))[1] == 1
+    labels = (a | b).astype(np.uint8) * 2
+    split = split_touching(labels, spacing)
+    _, count = ndimage.label(split > 0, np.ones((3, 3, 3), dtype=bool))
+    assert count == 2
+    assert int((split > 0).sum()) >= 0.9 * int(labels.astype(bool).sum())
+    single = _ball(shape, spacing, (5, 30, 40), 12.0).astype(np.uint8)
+    assert np.array_equal(split_touching(single, spacing), single)

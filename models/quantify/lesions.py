@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.quantify._planar import PlanarDiameters, slice_diameters
-from models.quantify.refine import refine_labels
+from models.quantify.refine import refine_labels, split_touching
 from triallens.domain import LesionKind, LesionMeasurement
 from triallens.errors import GeometryError
 from triallens.geometry.volume import SeriesVolume
@@ -84,7 +84,8 @@ def measure_lesions(
         and masks without them are taken as exact. Refinement drops findings
         that differ from their surroundings by less than 20 HU: they have no
         visible edge (every lesion the phantoms plant differs by 40 HU or
-        more).
+        more). Findings that touch are then cut apart where they narrow
+        (:func:`models.quantify.refine.split_touching`).
 
     Notes
     -----
@@ -159,6 +160,7 @@ def measure_lesions_with_geometry(
         labels, _ = refine_labels(
             labels, volume.pixels, tuple(LABEL_CLASSES), drop_low_contrast=True
         )
+        labels = split_touching(labels, _spacing(volume), tuple(LABEL_CLASSES))
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
@@ -314,6 +316,12 @@ def _confidence(
     own = component & drawn
     values = probability[own] if own.any() else probability[component]
     return float(values.mean())
+
+
+def _spacing(volume: SeriesVolume) -> tuple[float, float, float]:
+    """Voxel size (slice, row, column) in mm from the affine's columns."""
+    columns = np.linalg.norm(np.asarray(volume.affine)[:3, :3], axis=0)
+    return (float(columns[2]), float(columns[1]), float(columns[0]))
 
 
 def _shifted(

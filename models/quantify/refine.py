@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RefinedFinding", "refine_labels"]
+__all__ = ["RefinedFinding", "refine_labels", "split_touching"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +166,66 @@ def _z_only() -> np.ndarray:
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[:, 1, 1] = True
     return structure
+
+
+def split_touching(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    classes: tuple[int, ...] = (1, 2),
+    core_fraction: float = 0.6,
+) -> np.ndarray:
+    """Separate findings that touch, by a watershed on the distance to the edge.
+
+    A finding's core is where its distance to the edge (in mm, through the
+    voxel spacing) exceeds ``core_fraction`` of its largest value. A single
+    ellipsoid has one core; two touching lesions joined by a neck narrower than
+    that have two. Each core then claims the voxels nearest to it along the
+    distance map, and a one-voxel background seam is cut between the parts so
+    that they measure as separate findings.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer mask ``[k, j, i]``.
+    spacing_mm : tuple of float
+        Voxel size (slice, row, column) in mm.
+    classes : tuple of int
+        Label values that are findings.
+    core_fraction : float
+        Relative depth that defines a core.
+
+    Returns
+    -------
+    numpy.ndarray
+        The mask with touching findings cut apart (unchanged when none).
+    """
+    from scipy import ndimage
+
+    out = np.asarray(labels).copy()
+    structure = np.ones((3, 3, 3), dtype=bool)
+    objects, _ = ndimage.label(np.isin(out, classes), structure)
+    for index, box in enumerate(ndimage.find_objects(objects), start=1):
+        if box is None:
+            continue
+        region = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        inside = objects[region] == index
+        depth = ndimage.distance_transform_edt(inside, sampling=spacing_mm)
+        cores, n_cores = ndimage.label(
+            depth > core_fraction * float(depth.max()), structure
+        )
+        if n_cores < 2:
+            continue
+        scale = 65000.0 / max(float(depth.max()), 1e-6)
+        cost = (65000.0 - depth * scale).astype(np.uint16)
+        markers = cores.astype(np.int32)
+        markers[~inside] = -1
+        parts = ndimage.watershed_ift(cost, markers)
+        parts[~inside] = 0
+        seam = np.zeros_like(inside)
+        for part in range(1, n_cores + 1):
+            grown = ndimage.binary_dilation(parts == part, structure)
+            seam |= grown & (parts > part)
+        view = out[region]
+        view[seam & inside] = 0
+        logger.debug("split a finding into %d parts", n_cores)
+    return out

@@ -137,8 +137,7 @@ def _model_card(metadata: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items()) or "| (none) | |"
     training = metadata.get("training", {})
     warm = (
-        f" Warm-started from {training['initialised_from']} with a peak learning"
-        " rate of the schedule above."
+        f" Warm-started from the weights of {training['initialised_from']}."
         if training.get("initialised_from")
         else ""
     )
@@ -184,9 +183,11 @@ with the larger summed probability), each finding is redrawn at its
 half-contrast edge in the image (`models.quantify.refine`: the level half-way
 between the finding's core and a ring around it on its widest slice, which is
 where a voxel is half covered by the lesion), findings that differ from their
-surroundings by less than 20 HU are dropped as having no visible edge, and
-findings with a mean class probability below 0.6 (over the voxels the network
-labelled) are dropped.
+surroundings by less than 20 HU are dropped as having no visible edge,
+findings that touch are cut apart where they narrow (a watershed on the
+distance to the edge, `models.quantify.refine.split_touching`), and findings
+with a mean class probability below 0.6 (over the voxels the network labelled)
+are dropped.
 
 ## Evaluation
 {metadata.get("metrics_data", "")}
