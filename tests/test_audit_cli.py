@@ -120,3 +120,26 @@ def test_verify_names_reordered_records(db_url: str) -> None:
     assert broken.returncode == 1
     assert "record #1" in broken.stdout and "record #2" in broken.stdout
     assert broken.stdout.count("reordered") >= 2 and "changed" not in broken.stdout
+
+
+def test_verify_catches_a_wiped_trail(db_url: str) -> None:
+    _populate(db_url)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_records"))
+        conn.execute(text("DELETE FROM audit_chain_head"))
+    engine.dispose()
+
+    broken = _cli("audit", "verify", "--database", db_url)
+
+    assert broken.returncode == 1
+    assert "audit trail is empty" in broken.stdout
+
+
+def test_verify_of_a_missing_database_fails(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.db"
+    proc = _cli("audit", "verify", "--database", f"sqlite:///{missing}")
+
+    assert proc.returncode == 1
+    assert "MISSING" in proc.stdout
+    assert not missing.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -54,11 +55,25 @@ def verify(
 
     from triallens.audit import AuditTrail
 
-    console = Console()
+    console = Console(soft_wrap=True)
     broken = False
     for url in _databases(database):
-        report = AuditTrail(url).verify()
         label = _label(url)
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+            broken = True
+            console.print(f"[bold red]MISSING[/] {label}: no such database")
+            continue
+        report = AuditTrail(url).verify()
+        audited = _audited_rows(url)
+        if report.ok and report.checked == 0 and audited:
+            broken = True
+            console.print(
+                f"[bold red]BROKEN[/] {label}: the audit trail is empty but the "
+                f"database holds {audited} audited rows (EDC forms, triage "
+                "results)",
+                highlight=False,
+            )
+            continue
         if report.ok:
             console.print(
                 f"[green]intact[/] {label}: {report.checked} records verified"
@@ -78,6 +93,28 @@ def verify(
             "it is and report it to the system owner (QA)."
         )
         raise typer.Exit(1)
+
+
+def _audited_rows(url: str) -> int:
+    """Rows of tables every write to which is audited (EDC forms, results)."""
+    from sqlalchemy import inspect, text
+
+    from triallens.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        total = 0
+        with engine.connect() as conn:
+            for table in ("edc_forms", "triage_results"):
+                if table in tables:
+                    total += int(
+                        conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                        or 0
+                    )
+        return total
+    finally:
+        engine.dispose()
 
 
 @audit_app.command("show")
