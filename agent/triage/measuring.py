@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +171,22 @@ def _store_dicom_outputs(
         return {}
     import pydicom
 
-    from models.dicom_outputs import (
-        sort_source_images,
-        write_measurement_report,
-        write_segmentation,
-    )
+    from models.dicom_outputs import sort_source_images
 
     wanted = set(volume.sop_instance_uids)
     headers = [pydicom.dcmread(p) for p in paths if p.stem in wanted]
     images = sort_source_images(headers, volume.sop_instance_uids)
+    with warnings.catch_warnings():
+        # The de-identified PatientName is the subject ID, one component by design.
+        warnings.filterwarnings("ignore", message=".*intended person name")
+        seg, report = _seg_and_sr(state, found, bundle, images)
+    ctx.results_pacs.store([seg, report])
+    return {"seg": str(seg.SOPInstanceUID), "sr": str(report.SOPInstanceUID)}
+
+
+def _seg_and_sr(state: TriageState, found: Any, bundle: Any, images: list[Any]) -> Any:
+    from models.dicom_outputs import write_measurement_report, write_segmentation
+
     version = state["study_version"]
     names = {1: "lesion", 2: "lymph node"}
     seg = write_segmentation(
@@ -199,8 +207,7 @@ def _store_dicom_outputs(
         series_uid=_derived_uid(version, "sr-series"),
         sop_instance_uid=_derived_uid(version, "sr"),
     )
-    ctx.results_pacs.store([seg, report])
-    return {"seg": str(seg.SOPInstanceUID), "sr": str(report.SOPInstanceUID)}
+    return seg, report
 
 
 def _derived_uid(study_version: str, what: str) -> str:
