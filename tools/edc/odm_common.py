@@ -16,6 +16,7 @@ __all__ = [
     "SIGNATURE_OIDS",
     "STATUS_CODELIST",
     "SYSTEM_LOCATION",
+    "odm_root",
     "odm_time",
     "parse_odm",
     "validate_odm",
@@ -26,6 +27,22 @@ STATUS_CODELIST = "CL.TL.RECORD_STATUS"
 FLAG_TYPE_CODELIST = "CL.TL.FLAG_TYPE"
 SYSTEM_LOCATION = "LOC.TRIALLENS"
 SIGNATURE_OIDS = {"review": "SIG.REVIEW", "approval": "SIG.APPROVAL"}
+
+
+def odm_root(file_type: str = "Transactional", **attributes: str) -> etree._Element:
+    """An empty ODM 1.3.2 document element written by TrialLens."""
+    import uuid
+
+    return etree.Element(
+        f"{{{ODM_NS}}}ODM",
+        nsmap={None: ODM_NS},
+        FileOID=f"TL.{uuid.uuid4()}",
+        FileType=file_type,
+        CreationDateTime=odm_time(datetime.now(UTC)),
+        ODMVersion="1.3.2",
+        Originator="TrialLens",
+        **attributes,
+    )
 
 
 def odm_time(moment: datetime) -> str:

@@ -13,7 +13,6 @@ and every signature (``Signatures``).
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from tools.edc.odm_common import (
     SIGNATURE_OIDS,
     STATUS_CODELIST,
     SYSTEM_LOCATION,
+    odm_root,
     odm_time,
 )
 from tools.edc.schema import edc_forms
@@ -83,16 +83,7 @@ def export_clinical_data(
     if records is None:
         records = edc.list_records(study_oid=study_oid)
     transaction = "Insert" if file_type == "Snapshot" else "Upsert"
-    root = etree.Element(
-        _N + "ODM",
-        nsmap={None: ODM_NS},
-        FileOID=f"TL.{uuid.uuid4()}",
-        FileType=file_type,
-        CreationDateTime=odm_time(datetime.now(UTC)),
-        ODMVersion="1.3.2",
-        Originator="TrialLens",
-        SourceSystem="TrialLens embedded EDC",
-    )
+    root = odm_root(file_type, SourceSystem="TrialLens embedded EDC")
     by_study: dict[str, list[EdcRecord]] = {}
     for record in records:
         by_study.setdefault(record.study_oid, []).append(record)
@@ -394,15 +385,7 @@ def form_document(
     reason
         The reason for change, in the form's ``AuditRecord``.
     """
-    root = etree.Element(
-        _N + "ODM",
-        nsmap={None: ODM_NS},
-        FileOID=f"TL.{uuid.uuid4()}",
-        FileType="Transactional",
-        CreationDateTime=odm_time(datetime.now(UTC)),
-        ODMVersion="1.3.2",
-        Originator="TrialLens",
-    )
+    root = odm_root()
     clinical = etree.SubElement(
         root,
         _N + "ClinicalData",

@@ -10,7 +10,6 @@ to close, the query id and the answer).
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from tools.edc.odm_common import (
     ODM_NS,
     STATUS_CODELIST,
     SYSTEM_LOCATION,
+    odm_root,
     odm_time,
     parse_odm,
 )
@@ -202,15 +202,7 @@ def queries_document(study_oid: str, queries: list[Any]) -> bytes:
 
 
 def _skeleton(study_oid: str) -> tuple[etree._Element, etree._Element]:
-    root = etree.Element(
-        _N + "ODM",
-        nsmap={None: ODM_NS},
-        FileOID=f"TL.{uuid.uuid4()}",
-        FileType="Transactional",
-        CreationDateTime=odm_time(datetime.now(UTC)),
-        ODMVersion="1.3.2",
-        Originator="TrialLens",
-    )
+    root = odm_root()
     clinical = etree.SubElement(
         root,
         _N + "ClinicalData",

@@ -44,6 +44,7 @@ from tools.edc.odm import (
     import_clinical_data,
     parse_odm,
 )
+from tools.edc.odm_common import odm_root
 from tools.edc.odm_queries import has_query_flags, queries_document
 from triallens.errors import (
     AuthenticationError,
@@ -267,16 +268,7 @@ def _statistics(result: object) -> str:
 
 
 def _odm_root() -> etree._Element:
-    from datetime import UTC, datetime
-
-    return etree.Element(
-        _N + "ODM",
-        nsmap={None: ODM_NS},
-        FileOID=f"TL.{uuid.uuid4()}",
-        FileType="Snapshot",
-        CreationDateTime=datetime.now(UTC).isoformat(timespec="seconds"),
-        ODMVersion="1.3.2",
-    )
+    return odm_root("Snapshot")
 
 
 def _xml(body: bytes) -> Response:
