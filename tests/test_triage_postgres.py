@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from agent.triage import TriageContext, run_triage
-from agent.triage.graph import build_triage_graph, open_checkpointer
+from agent.triage.graph import build_triage_graph, open_checkpointer, thread_config
 from tests._db_fixtures import fresh_postgres_url
 from triallens.domain import TriageOutcome
 from triallens.settings import Settings
@@ -58,7 +58,5 @@ def test_results_edc_audit_and_checkpoints_on_postgres(
     assert ctx.store.engine.dialect.name == "postgresql"
     key, version = ctx.store.source_of(results[1].study.study_uid)
     with open_checkpointer(pg_url) as saver:
-        snapshot = build_triage_graph(ctx, saver).get_state(
-            {"configurable": {"thread_id": f"{key}:{version}"}}
-        )
+        snapshot = build_triage_graph(ctx, saver).get_state(thread_config(key, version))
     assert snapshot.next == ("await_review",)

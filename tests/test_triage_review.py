@@ -11,7 +11,7 @@ import pytest
 from fastmcp import Client
 
 from agent.triage import TriageContext, run_triage
-from agent.triage.graph import build_triage_graph, open_checkpointer
+from agent.triage.graph import build_triage_graph, open_checkpointer, thread_config
 from mcp_server import build_server
 from triallens.settings import get_settings
 
@@ -40,7 +40,7 @@ async def test_signed_review_over_mcp_resumes_the_waiting_thread(
     result = run_triage(visit["study_uid"], ctx)
     study_uid = result.study.study_uid
     key, version = ctx.store.source_of(study_uid)
-    config = {"configurable": {"thread_id": f"{key}:{version}"}}
+    config = thread_config(key, version)
     with open_checkpointer(settings.resolved_checkpoint_path) as saver:
         assert build_triage_graph(ctx, saver).get_state(config).next == (
             "await_review",

@@ -34,6 +34,7 @@ __all__ = [
     "open_checkpointer",
     "resume_review",
     "run_triage",
+    "thread_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,11 @@ def open_checkpointer(path: str) -> Iterator[Any]:
         yield saver
 
 
+def thread_config(source_key: str, study_version: str) -> dict[str, Any]:
+    """The LangGraph config of a study version's thread (one per version)."""
+    return {"configurable": {"thread_id": f"{source_key}:{study_version}"}}
+
+
 def run_triage(
     study_uid: str, ctx: TriageContext, on_node: NodeHook | None = None
 ) -> TriageResult:
@@ -155,7 +161,7 @@ def run_triage(
     version = study_version(i.sop_instance_uid for i in instances)
     key = source_key(study_uid, ctx.settings.deid_secret.get_secret_value())
 
-    config = {"configurable": {"thread_id": f"{key}:{version}"}}
+    config = thread_config(key, version)
     with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
         graph = build_triage_graph(ctx, saver, on_node)
         snapshot = graph.get_state(config)
@@ -208,7 +214,7 @@ def resume_review(study_uid: str, decision: dict[str, Any], ctx: TriageContext) 
     if source is None:
         return False
     key, version = source
-    config = {"configurable": {"thread_id": f"{key}:{version}"}}
+    config = thread_config(key, version)
     with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
         graph = build_triage_graph(ctx, saver)
         snapshot = graph.get_state(config)
