@@ -9,8 +9,10 @@ bundles on them and compares with the phantoms' exact truth:
   the thresholds). Truth and prediction go through the same rules
   (:func:`models.quantify.recist.assess_timeline`); the sum of diameters
   error and the agreement of the overall response are reported.
-- LVEF: end-diastolic and end-systolic stacks, EF from the segmented cavity.
-- Haemorrhage: volume from the segmented mask against the disc-summed truth.
+- LVEF: a four-phase cine stack measured as the triage pipeline measures it
+  (:func:`models.measure.measure_lvef`), against the disc-summed truth.
+- Haemorrhage: volume measured as the pipeline does
+  (:func:`models.measure.measure_haemorrhage`) against the disc-summed truth.
 
 Targets (issue acceptance): SOD MAE <= 1.5 mm, response agreement >= 95 %,
 LVEF MAE <= 3 points, haemorrhage volume error <= 10 %.
@@ -271,8 +273,8 @@ def _evaluate_lvef(
     from models import default_bundle_path
     from models.bundle import load_bundle
     from models.inference import Segmenter
+    from models.measure import measure_lvef
     from models.phantoms import cmr_short_axis_phantom
-    from models.quantify.lvef import lvef_from_phases
     from models.training.lvef_cmr import phase_volume
 
     segmenter = Segmenter(load_bundle(default_bundle_path("lvef_cmr")), device="cpu")
@@ -286,12 +288,8 @@ def _evaluate_lvef(
         edv = float(rng.uniform(110.0, 200.0))
         esv = edv * (1.0 - float(rng.uniform(0.3, 0.65)))
         phantom = cmr_short_axis_phantom(shape, spacing, edv, esv, rng, n_phases=4)
-        masks, volumes = [], []
-        for phase in range(phantom.images.shape[0]):
-            volume = phase_volume(phantom, phase)
-            masks.append(segmenter.segment(volume) == 1)
-            volumes.append(volume)
-        result = lvef_from_phases(masks, volumes)
+        volumes = [phase_volume(phantom, p) for p in range(phantom.images.shape[0])]
+        result = measure_lvef(volumes, segmenter).result
         errors.append(result.ef_percent - phantom.lvef_percent)
         report.lvef_rows.append(
             {
@@ -316,8 +314,8 @@ def _evaluate_ich(
     from models import default_bundle_path
     from models.bundle import load_bundle
     from models.inference import Segmenter
+    from models.measure import measure_haemorrhage
     from models.phantoms import HaematomaSpec, head_ct_phantom
-    from models.quantify.ich import haemorrhage_volume_ml
     from models.training.data import phantom_volume
 
     segmenter = Segmenter(load_bundle(default_bundle_path("ich_ct")), device="cpu")
@@ -344,7 +342,7 @@ def _evaluate_ich(
         )
         phantom = head_ct_phantom(shape, spacing, spec, rng)
         volume = phantom_volume(phantom.hu, spacing, phantom.origin_mm)
-        measured = haemorrhage_volume_ml(segmenter.segment(volume) == 1, volume)
+        measured = measure_haemorrhage(volume, segmenter).volume_ml
         truth = phantom.haematoma_volume_ml
         errors.append((measured - truth) / truth)
         report.ich_rows.append(

@@ -16,6 +16,7 @@ from models.inference import Segmentation, Segmenter
 from models.quantify.ich import Abc2Result, abc2, haemorrhage_volume_ml
 from models.quantify.lesions import KeySliceGeometry, measure_lesions_with_geometry
 from models.quantify.lvef import LvefResult, largest_component, lvef_from_phases
+from models.quantify.refine import refine_labels
 from triallens.domain import LesionMeasurement
 from triallens.geometry.volume import SeriesVolume
 
@@ -27,10 +28,17 @@ __all__ = [
     "measure_ct_lesions",
     "measure_haemorrhage",
     "measure_lvef",
+    "refined_mask",
 ]
 
 CT_WINDOW = (40.0, 400.0)
 BRAIN_WINDOW = (40.0, 80.0)
+
+#: Least difference between a finding and its surroundings for its edge to be
+#: redrawn from the image: signal units for the cine blood pool against
+#: myocardium, HU for a haematoma against brain.
+LV_MIN_CONTRAST = 50.0
+ICH_MIN_CONTRAST = 10.0
 
 
 @dataclass
@@ -114,7 +122,12 @@ def measure_lvef(
 
     segmenter = segmenter or default_segmenter("lvef_cmr")
     segmentations = [segmenter.segment_with_probabilities(v) for v in phases]
-    masks = [largest_component(s.labels == 1) for s in segmentations]
+    masks = [
+        largest_component(
+            refined_mask(largest_component(s.labels == 1), v, LV_MIN_CONTRAST)
+        )
+        for s, v in zip(segmentations, phases, strict=True)
+    ]
     result = lvef_from_phases(masks, list(phases))
     ed = result.ed_phase
     areas = masks[ed].reshape(masks[ed].shape[0], -1).sum(axis=1)
@@ -150,7 +163,7 @@ def measure_haemorrhage(
 
     segmenter = segmenter or default_segmenter("ich_ct")
     seg = segmenter.segment_with_probabilities(volume)
-    mask = seg.labels == 1
+    mask = refined_mask(seg.labels == 1, volume, ICH_MIN_CONTRAST)
     volume_ml = haemorrhage_volume_ml(mask, volume)
     estimate = abc2(mask, volume)
     image = None
@@ -177,6 +190,27 @@ def measure_haemorrhage(
         model_version=seg.model_version,
         mask=mask,
     )
+
+
+def refined_mask(
+    mask: np.ndarray, volume: SeriesVolume, min_contrast: float
+) -> np.ndarray:
+    """A network's mask redrawn at the half-contrast edge in the image.
+
+    The network's outline, interpolated back from its own grid, sits about a
+    voxel outside or inside the edge; on a 10 mL bleed or an end-systolic
+    cavity one voxel all round is 10-20 % of the volume. Each connected part
+    is redrawn where the intensity is half-way between the part and its
+    surroundings (:func:`models.quantify.refine.refine_labels`), which is where
+    a voxel is half covered. Parts with less contrast than ``min_contrast``
+    keep the network's outline.
+    """
+    if not mask.any():
+        return mask
+    labels, _ = refine_labels(
+        mask.astype(np.uint8), volume.pixels, (1,), min_contrast=min_contrast
+    )
+    return labels == 1
 
 
 def _confidence(seg: Segmentation, mask: np.ndarray, label: int) -> float:

@@ -91,3 +91,57 @@ def test_measure_haemorrhage_volume_and_abc2():
     empty = make_volume((6, 40, 40), (5.0, 1.0, 1.0))
     nothing = measure_haemorrhage(empty, _segmenter())
     assert nothing.volume_ml == 0.0 and nothing.key_image is None
+
+
+class OutlineOff:
+    """A stand-in network whose outline is the truth grown or shrunk by
+    ``change`` pixels in plane, as an interpolated network outline can be."""
+
+    def __init__(self, truths: list[np.ndarray], change: int) -> None:
+        self.truths = list(truths)
+        self.change = change
+
+    def segment_with_probabilities(self, volume):
+        from scipy import ndimage
+
+        from models.inference import Segmentation
+
+        truth = self.truths.pop(0)
+        plane = np.zeros((3, 3, 3), dtype=bool)
+        plane[1] = True
+        if self.change > 0:
+            drawn = ndimage.binary_dilation(truth, plane, iterations=self.change)
+        else:
+            drawn = ndimage.binary_erosion(truth, plane, iterations=-self.change)
+        labels = drawn.astype(np.uint8)
+        probabilities = np.stack([1.0 - labels, labels]).astype(np.float32)
+        return Segmentation(labels, probabilities, "sha256:off")
+
+
+@pytest.mark.parametrize("change", [-1, 1])
+def test_lvef_is_measured_at_the_image_edge_not_the_network_outline(change):
+    from models.phantoms import cmr_short_axis_phantom
+    from models.training.lvef_cmr import phase_volume
+
+    rng = np.random.default_rng(21)
+    phantom = cmr_short_axis_phantom((12, 128, 128), (8.0, 1.6, 1.6), 150, 70, rng)
+    phases = [phase_volume(phantom, p) for p in range(2)]
+    network = OutlineOff([phantom.labels[p] == 1 for p in range(2)], change)
+    finding = measure_lvef(phases, network)
+    # One pixel all round is about 8 % of the end-systolic volume here.
+    assert finding.result.edv_ml == pytest.approx(phantom.edv_ml, rel=0.02)
+    assert finding.result.esv_ml == pytest.approx(phantom.esv_ml, rel=0.03)
+    assert finding.result.ef_percent == pytest.approx(phantom.lvef_percent, abs=1.0)
+
+
+@pytest.mark.parametrize("change", [-1, 1])
+def test_haemorrhage_is_measured_at_the_image_edge(change):
+    from models.phantoms import HaematomaSpec, head_ct_phantom
+    from models.training.data import phantom_volume
+
+    rng = np.random.default_rng(5)
+    spec = HaematomaSpec((38.0, 5.0, 0.0), (14.0, 10.0, 11.0), 30.0, 62.0)
+    phantom = head_ct_phantom((24, 128, 128), (5.0, 1.8, 1.8), spec, rng)
+    volume = phantom_volume(phantom.hu, phantom.spacing_mm, phantom.origin_mm)
+    finding = measure_haemorrhage(volume, OutlineOff([phantom.labels == 1], change))
+    assert finding.volume_ml == pytest.approx(phantom.haematoma_volume_ml, rel=0.04)

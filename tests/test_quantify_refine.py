@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage
 
 from models.quantify import measure_lesions
-from models.quantify.refine import refine_labels, split_touching
+from models.quantify._planar import slice_diameters
+from models.quantify.refine import finding_instances, refine_labels
 from models.training.data import phantom_volume
 
 PIXEL = 1.6
@@ -129,16 +130,121 @@ def _ball(shape, spacing, centre, radius):
     return d <= radius**2
 
 
-def test_touching_findings_are_split_and_single_ones_are_not():
+def test_touching_findings_are_divided_and_single_ones_are_not():
     spacing = (5.0, 1.6, 1.6)
     shape = (12, 60, 80)
     a = _ball(shape, spacing, (5, 30, 28), 10.0)
     b = _ball(shape, spacing, (6, 30, 40), 9.0)
     assert ndimage.label(a | b, np.ones((3, 3, 3), dtype=bool))[1] == 1
     labels = (a | b).astype(np.uint8) * 2
-    split = split_touching(labels, spacing)
-    _, count = ndimage.label(split > 0, np.ones((3, 3, 3), dtype=bool))
-    assert count == 2
-    assert int((split > 0).sum()) >= 0.9 * int(labels.astype(bool).sum())
+    instances = finding_instances(labels, spacing)
+    assert sorted(np.unique(instances)) == [0, 1, 2]
+    assert np.array_equal(instances > 0, a | b)  # no voxel lost
+    # Each part lies on its own ball's side of the contact.
+    for part in (1, 2):
+        _, _, i = np.nonzero(instances == part)
+        own = a if i.mean() < 34 else b
+        assert ((instances == part) & own).sum() >= 0.9 * (instances == part).sum()
     single = _ball(shape, spacing, (5, 30, 40), 12.0).astype(np.uint8)
-    assert np.array_equal(split_touching(single, spacing), single)
+    assert np.array_equal(finding_instances(single, spacing), single.astype(np.int32))
+    assert finding_instances(labels, spacing, split=False).max() == 1
+
+
+def _ellipsoid_scene(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    ellipsoids: list[tuple[tuple[float, float, float], tuple[float, float, float]]],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (75 HU) in fat (-100 HU) with in-plane partial volume.
+
+    Each ellipsoid is ``((x, y, z) centre, (a, b, c) semi-axes)`` in mm, axes
+    along the grid; slice ``k`` lies at ``z = k * spacing[0]``. The truth is a
+    label per ellipsoid at the voxel centres.
+    """
+    sub = 8
+    nz, ny, nx = shape
+    fine_y = (np.arange(ny * sub) + 0.5) / sub - 0.5
+    fine_x = (np.arange(nx * sub) + 0.5) / sub - 0.5
+    yy, xx = np.meshgrid(fine_y * spacing[1], fine_x * spacing[2], indexing="ij")
+    cy, cx = np.meshgrid(
+        np.arange(ny) * spacing[1], np.arange(nx) * spacing[2], indexing="ij"
+    )
+    image = np.full(shape, -100.0, dtype=np.float32)
+    truth = np.zeros(shape, dtype=np.uint8)
+    for number, ((x0, y0, z0), (a, b, c)) in enumerate(ellipsoids, start=1):
+        for k in range(nz):
+            scale = 1.0 - ((k * spacing[0] - z0) / c) ** 2
+            if scale <= 0:
+                continue
+            inside = ((xx - x0) / a) ** 2 + ((yy - y0) / b) ** 2 <= scale
+            cover = inside.reshape(ny, sub, nx, sub).mean(axis=(1, 3))
+            image[k] += 175.0 * cover.astype(np.float32)
+            truth[k][((cx - x0) / a) ** 2 + ((cy - y0) / b) ** 2 <= scale] = number
+    image += rng.normal(0.0, 8.0, shape).astype(np.float32)
+    return image, truth
+
+
+def test_nodes_touching_across_thick_slices_keep_their_short_axes():
+    """Two nodes on neighbouring 5 mm slices whose outlines overlap in plane:
+    one object in 3D, measured as two with their own short axes."""
+    spacing = (5.0, 1.6, 1.6)
+    nodes = [
+        ((64.0, 48.0, 25.0), (13.0, 9.0, 7.0)),
+        ((50.0, 48.0, 10.0), (8.0, 12.0, 7.0)),
+    ]
+    image, truth = _ellipsoid_scene(
+        (7, 64, 80), spacing, nodes, np.random.default_rng(3)
+    )
+    labels = (truth > 0).astype(np.uint8) * 2
+    assert ndimage.label(labels, np.ones((3, 3, 3), dtype=bool))[1] == 1
+    vol = phantom_volume(image, spacing, (0.0, 0.0, 0.0))
+    measured = measure_lesions(labels, vol, refine=True)
+    assert len(measured) == 2
+    for number in (1, 2):
+        own = truth == number
+        (exact,) = measure_lesions(own.astype(np.uint8) * 2, vol)
+        expected = exact.short_axis_mm
+        k, j, i = (float(v.mean()) for v in np.nonzero(own))
+        centre = vol.index_to_patient(np.array([i, j, k]))
+        found = min(
+            measured,
+            key=lambda m: float(np.linalg.norm(np.subtract(m.centroid_mm, centre))),
+        )
+        assert found.short_axis_mm == pytest.approx(expected, abs=1.0)
+        assert expected == pytest.approx(2 * min(nodes[number - 1][1][:2]), abs=1.5)
+
+
+def test_a_node_between_fat_and_muscle_gets_its_edge_against_each():
+    """A 75 HU node with fat (-100 HU) on one side and muscle (45 HU) on the
+    other: one median surrounding level would let the muscle side grow."""
+    rng = np.random.default_rng(8)
+    n, sub = 64, 8
+    fine = (np.arange(n * sub) + 0.5) / sub
+    yy, xx = np.meshgrid(fine * PIXEL, fine * PIXEL, indexing="ij")
+    centre, (a, b) = 32 * PIXEL, (9.0, 7.0)
+    node = ((xx - centre) / a) ** 2 + ((yy - centre) / b) ** 2 <= 1.0
+    muscle = xx > centre + 0.6 * a
+    background = np.where(muscle, 45.0, -100.0)
+    fine_image = np.where(node, 75.0, background)
+    image = np.full((3, n, n), -100.0, dtype=np.float32)
+    image[1] = fine_image.reshape(n, sub, n, sub).mean(axis=(1, 3))
+    image += rng.normal(0.0, 6.0, image.shape).astype(np.float32)
+    c = (np.arange(n) + 0.5) * PIXEL
+    cy, cx = np.meshgrid(c, c, indexing="ij")
+    truth = np.zeros((3, n, n), dtype=bool)
+    truth[1] = ((cx - centre) / a) ** 2 + ((cy - centre) / b) ** 2 <= 1.0
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = True
+    drawn = ndimage.binary_dilation(truth, plane, iterations=1).astype(np.uint8) * 2
+    refined, (record,) = refine_labels(drawn, image)
+    assert record.refined
+    affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
+    expected = slice_diameters(truth[1], affine)
+    got = slice_diameters(refined[1] > 0, affine)
+    assert got.longest_mm == pytest.approx(expected.longest_mm, abs=1.5)
+    assert got.short_mm == pytest.approx(expected.short_mm, abs=1.5)
+    # One surrounding level for the whole ring (the median, mostly fat) lets
+    # the finding spread into the muscle.
+    merged, _ = refine_labels(drawn, image, local_px=0)
+    assert slice_diameters(merged[1] > 0, affine).short_mm > expected.short_mm + 5

@@ -152,11 +152,6 @@ def _finding(result: TriageResult, name: str) -> Any:
     return next(f.value for f in result.findings if f.name == name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lvef_cmr 0.1.0 underestimates LVEF by about 4.5 points on the "
-    "synthetic cine (model card: known shortfall); the target is 3",
-)
 def test_lvef_within_3_points(trial: dict[str, Any]) -> None:
     errors = []
     for _, visit in _visits(trial, "lvef"):
@@ -167,11 +162,6 @@ def test_lvef_within_3_points(trial: dict[str, Any]) -> None:
     assert float(np.mean(errors)) <= 3.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ich_ct 0.1.0 overestimates one admission haematoma by 14 %, so the "
-    "day-7 expansion of that subject (+55 %) is measured below the thresholds",
-)
 def test_haemorrhage_volume_and_expansion(trial: dict[str, Any]) -> None:
     relative_errors = []
     for _, visit in _visits(trial, "ich"):
@@ -188,10 +178,6 @@ def test_haemorrhage_volume_and_expansion(trial: dict[str, Any]) -> None:
     assert max(relative_errors) <= 0.20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="follows the missed day-7 haematoma expansion above (HIGH expected)",
-)
 def test_priorities_match_ground_truth(trial: dict[str, Any]) -> None:
     """HIGH exactly where the truth says HIGH; never expedited where the truth
     is routine. An expected EXPEDITED may stay ROUTINE when the model's

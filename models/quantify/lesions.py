@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.quantify._planar import PlanarDiameters, slice_diameters
-from models.quantify.refine import refine_labels, split_touching
+from models.quantify.refine import finding_instances, refine_labels
 from triallens.domain import LesionKind, LesionMeasurement
 from triallens.errors import GeometryError
 from triallens.geometry.volume import SeriesVolume
@@ -84,8 +84,8 @@ def measure_lesions(
         and masks without them are taken as exact. Refinement drops findings
         that differ from their surroundings by less than 20 HU: they have no
         visible edge (every lesion the phantoms plant differs by 40 HU or
-        more). Findings that touch are then cut apart where they narrow
-        (:func:`models.quantify.refine.split_touching`).
+        more). Findings that touch are then divided among their cores
+        (:func:`models.quantify.refine.finding_instances`).
 
     Notes
     -----
@@ -160,19 +160,20 @@ def measure_lesions_with_geometry(
         labels, _ = refine_labels(
             labels, volume.pixels, tuple(LABEL_CLASSES), drop_low_contrast=True
         )
-        labels = split_touching(labels, _spacing(volume), tuple(LABEL_CLASSES))
+    instances = finding_instances(
+        labels, _spacing(volume), tuple(LABEL_CLASSES), split=refine
+    )
+    boxes = ndimage.find_objects(instances)
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
-        components, count = ndimage.label(labels == label_value, structure)
-        if count == 0:
-            continue
         per_kind: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
-        slices = ndimage.find_objects(components)
-        for index, box in enumerate(slices, start=1):
+        for index, box in enumerate(boxes, start=1):
             if box is None:
                 continue
-            component = components[box] == index
+            component = instances[box] == index
+            if int(labels[box][component][0]) != label_value:
+                continue
             voxels = int(component.sum())
             if voxels < min_voxels:
                 continue

@@ -19,11 +19,15 @@ For every finding (a connected foreground object of the label mask):
 3. when the two differ by less than ``min_contrast`` the finding is left as
    the network drew it (there is no edge to refine against) and flagged;
 4. otherwise a voxel belongs to the finding when its intensity lies closer to
-   the lesion level than half the contrast (which also excludes brighter or
-   darker neighbours such as vessels or air) and it is connected in plane to
-   the network's finding on the same slice within ``grow_px`` pixels of it,
-   never touching another finding (so that findings stay apart); holes are
-   filled. The slices a finding spans stay those the network drew.
+   the lesion level than half way to the surroundings next to it: the mean of
+   the ring's outer pixels (three or more out) around the outer pixel nearest
+   to the voxel, so that a node half in fat and half against muscle gets its
+   edge against each (the median level on slices without a ring). This also
+   excludes brighter or darker neighbours such as vessels or air. The voxel
+   must also be connected in plane to the network's finding on the same
+   slice within ``grow_px`` pixels of it, never touching another finding (so
+   that findings stay apart); holes are filled. The slices a finding spans
+   stay those the network drew.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RefinedFinding", "refine_labels", "split_touching"]
+__all__ = ["RefinedFinding", "finding_instances", "refine_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ def refine_labels(
     grow_px: int = 3,
     min_contrast: float = 20.0,
     drop_low_contrast: bool = False,
+    local_px: int = 1,
 ) -> tuple[np.ndarray, list[RefinedFinding]]:
     """Redraw every finding of ``labels`` at its half-contrast edge in ``image``.
 
@@ -87,6 +92,11 @@ def refine_labels(
         Remove those findings from the mask instead: a finding that does not
         stand out from its surroundings by ``min_contrast`` has no visible
         edge to measure.
+    local_px : int
+        Half-width, in pixels, of the in-plane window over which the ring's
+        outer pixels are averaged; each voxel takes the average at the outer
+        pixel nearest to it as its surrounding level. 0 uses the single median
+        level of the widest slice for every voxel.
 
     Returns
     -------
@@ -140,7 +150,13 @@ def refine_labels(
             if drop_low_contrast:
                 out[region][inside] = 0
             continue
-        candidate = np.abs(hu - level_in) < 0.5 * contrast
+        # The outer part of the ring only: the pixels next to a network
+        # outline drawn too small still carry some of the lesion's signal.
+        outer = ring & ~ndimage.binary_dilation(inside, plane, iterations=2)
+        surround = (
+            _local_level(hu, outer, level_out, local_px) if local_px else level_out
+        )
+        candidate = np.abs(hu - level_in) < 0.5 * np.abs(level_in - surround)
         allowed = ndimage.binary_dilation(inside, plane, iterations=grow_px)
         allowed &= candidate & ~keep_off
         grown = np.zeros_like(inside)
@@ -162,26 +178,53 @@ def refine_labels(
     return out, records
 
 
-def _z_only() -> np.ndarray:
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[:, 1, 1] = True
-    return structure
+def _local_level(
+    image: np.ndarray, ring: np.ndarray, fallback: float, half_width: int
+) -> np.ndarray:
+    """The surrounding level next to each voxel, slice by slice.
+
+    Ring intensities are averaged over the ring pixels within ``half_width``
+    pixels (a square window), and each voxel takes the average at the ring
+    pixel nearest to it on its slice; ``fallback`` on slices without a ring.
+    """
+    from scipy import ndimage
+
+    size = (1, 2 * half_width + 1, 2 * half_width + 1)
+    weight = ring.astype(np.float32)
+    total = ndimage.uniform_filter(image * weight, size=size, mode="constant")
+    count = ndimage.uniform_filter(weight, size=size, mode="constant")
+    smoothed = np.where(ring, total / np.maximum(count, 1e-6), 0.0)
+    level = np.full(image.shape, fallback, dtype=np.float32)
+    for k in range(ring.shape[0]):
+        if not ring[k].any():
+            continue
+        nearest = ndimage.distance_transform_edt(
+            ~ring[k], return_distances=False, return_indices=True
+        )
+        level[k] = smoothed[k][tuple(nearest)]
+    return level
 
 
-def split_touching(
+def finding_instances(
     labels: np.ndarray,
     spacing_mm: tuple[float, float, float],
     classes: tuple[int, ...] = (1, 2),
+    *,
+    split: bool = True,
     core_fraction: float = 0.6,
 ) -> np.ndarray:
-    """Separate findings that touch, by a watershed on the distance to the edge.
+    """Number the findings of a mask, giving touching findings a number each.
 
-    A finding's core is where its distance to the edge (in mm, through the
-    voxel spacing) exceeds ``core_fraction`` of its largest value. A single
-    ellipsoid has one core; two touching lesions joined by a neck narrower than
-    that have two. Each core then claims the voxels nearest to it along the
-    distance map, and a one-voxel background seam is cut between the parts so
-    that they measure as separate findings.
+    Every connected foreground object (26-connectivity) is a finding. With
+    ``split``, an object whose distance-to-edge map (in mm, through the voxel
+    spacing) has more than one core is divided among its cores: a core is a
+    26-connected region where the depth exceeds ``core_fraction`` of the
+    object's largest depth, so every core sits the same depth inside its own
+    lesion and the line half way between two cores is where their lesions
+    meet. Each voxel goes to the core nearest to it in millimetres. No voxel
+    is removed: two nodes that touch only across neighbouring 5 mm slices keep
+    every slice they have (cutting a seam between them would take a whole
+    slice from one of them).
 
     Parameters
     ----------
@@ -191,19 +234,25 @@ def split_touching(
         Voxel size (slice, row, column) in mm.
     classes : tuple of int
         Label values that are findings.
+    split : bool
+        Divide objects with several cores; without it, one number per object.
     core_fraction : float
         Relative depth that defines a core.
 
     Returns
     -------
     numpy.ndarray
-        The mask with touching findings cut apart (unchanged when none).
+        ``int32`` array of the mask's shape: 0 for background, ``1..n`` for
+        the findings.
     """
     from scipy import ndimage
 
-    out = np.asarray(labels).copy()
     structure = np.ones((3, 3, 3), dtype=bool)
-    objects, _ = ndimage.label(np.isin(out, classes), structure)
+    objects, count = ndimage.label(np.isin(np.asarray(labels), classes), structure)
+    out = objects.astype(np.int32)
+    if not split:
+        return out
+    next_id = count + 1
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
         if box is None:
             continue
@@ -215,17 +264,13 @@ def split_touching(
         )
         if n_cores < 2:
             continue
-        scale = 65000.0 / max(float(depth.max()), 1e-6)
-        cost = (65000.0 - depth * scale).astype(np.uint16)
-        markers = cores.astype(np.int32)
-        markers[~inside] = -1
-        parts = ndimage.watershed_ift(cost, markers)
-        parts[~inside] = 0
-        seam = np.zeros_like(inside)
-        for part in range(1, n_cores + 1):
-            grown = ndimage.binary_dilation(parts == part, structure)
-            seam |= grown & (parts > part)
+        nearest = ndimage.distance_transform_edt(
+            cores == 0, sampling=spacing_mm, return_distances=False, return_indices=True
+        )
+        owner = cores[tuple(nearest)]
         view = out[region]
-        view[seam & inside] = 0
-        logger.debug("split a finding into %d parts", n_cores)
+        for part in range(2, n_cores + 1):
+            view[inside & (owner == part)] = next_id
+            next_id += 1
+        logger.debug("divided a finding among %d cores", n_cores)
     return out
