@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from models import BUNDLES_DIR
     from models.training import TASKS, train_task
+    from models.training.loop import evaluate_bundle
 
     parser = argparse.ArgumentParser(prog="python -m models.train")
     parser.add_argument("task", choices=sorted(TASKS))
@@ -26,11 +27,24 @@ def main(argv: list[str] | None = None) -> int:
         "--init", type=Path, default=None, help="bundle whose weights start training"
     )
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="measure the bundle at --out again and rewrite its metrics and card",
+    )
+    parser.add_argument(
+        "--change", default=None, help="with --evaluate-only: a changelog line"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     task = TASKS[args.task]()
     out = args.out or BUNDLES_DIR / args.task
+    if args.evaluate_only:
+        metrics = evaluate_bundle(task, out, args.eval_subjects, change=args.change)
+        for name, value in metrics.items():
+            print(f"{name}: {value:.4f}")
+        return 0
     train_task(
         task,
         args.seed,

@@ -248,3 +248,41 @@ def test_a_node_between_fat_and_muscle_gets_its_edge_against_each():
     # the finding spread into the muscle.
     merged, _ = refine_labels(drawn, image, local_px=0)
     assert slice_diameters(merged[1] > 0, affine).short_mm > expected.short_mm + 5
+
+
+def test_a_lesion_with_a_bulge_stays_one_finding():
+    spacing = (2.5, 1.5, 1.5)
+    shape = (20, 64, 64)
+    body = _ball(shape, spacing, (10, 32, 28), 14.0)
+    bulge = _ball(shape, spacing, (10, 32, 40), 9.0)
+    labels = (body | bulge).astype(np.uint8)
+    depth = ndimage.distance_transform_edt(labels, sampling=spacing)
+    _, n_cores = ndimage.label(depth > 0.6 * depth.max(), np.ones((3, 3, 3), bool))
+    assert n_cores == 2  # two cores, but joined through a wide neck
+    assert finding_instances(labels, spacing).max() == 1
+    assert finding_instances(labels, spacing, neck_fraction=1.01).max() == 2
+
+
+def test_a_node_touching_a_lesion_keeps_its_own_class():
+    """One object for refinement (the lesion's class wins the vote), two
+    findings after division, each with the class of its own voxels."""
+    spacing = (5.0, 1.6, 1.6)
+    shapes = [
+        ((40.0, 48.0, 25.0), (14.0, 12.0, 9.0)),
+        ((62.0, 48.0, 25.0), (9.0, 8.0, 7.0)),
+    ]
+    image, truth = _ellipsoid_scene(
+        (11, 64, 80), spacing, shapes, np.random.default_rng(5)
+    )
+    assert ndimage.label(truth > 0, np.ones((3, 3, 3), dtype=bool))[1] == 1
+    probabilities = np.zeros((3, *truth.shape), dtype=np.float32)
+    probabilities[0] = truth == 0
+    probabilities[1] = np.where(truth == 1, 0.9, 0.05) * (truth > 0)
+    probabilities[2] = np.where(truth == 2, 0.9, 0.05) * (truth > 0)
+    vol = phantom_volume(image, spacing, (0.0, 0.0, 0.0))
+    measured = measure_lesions(truth, vol, probabilities=probabilities)
+    assert sorted(m.lesion_id for m in measured) == ["L01", "N01"]
+    node = next(m for m in measured if m.lesion_id == "N01")
+    (exact,) = measure_lesions((truth == 2).astype(np.uint8) * 2, vol)
+    assert node.short_axis_mm == pytest.approx(exact.short_axis_mm, abs=1.5)
+    assert node.confidence > 0.8

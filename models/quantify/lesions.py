@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -164,16 +165,15 @@ def measure_lesions_with_geometry(
         labels, _spacing(volume), tuple(LABEL_CLASSES), split=refine
     )
     boxes = ndimage.find_objects(instances)
+    classes = _instance_classes(instances, boxes, labels, probabilities)
 
     results: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
     for label_value, kind in LABEL_CLASSES.items():
         per_kind: list[tuple[LesionMeasurement, KeySliceGeometry]] = []
         for index, box in enumerate(boxes, start=1):
-            if box is None:
+            if box is None or classes[index] != label_value:
                 continue
             component = instances[box] == index
-            if int(labels[box][component][0]) != label_value:
-                continue
             voxels = int(component.sum())
             if voxels < min_voxels:
                 continue
@@ -235,6 +235,34 @@ def _unify_touching_classes(
         view = out[box]
         view[inside] = winner
     return out
+
+
+def _instance_classes(
+    instances: np.ndarray,
+    boxes: list[Any],
+    labels: np.ndarray,
+    probabilities: np.ndarray | None,
+) -> dict[int, int]:
+    """The finding class of every instance.
+
+    A finding divided from a touching neighbour takes its own class again: a
+    node touching a lesion is one object (and one class) for refinement, but
+    each part is the class with the larger summed probability over its own
+    voxels. Without probabilities, the class drawn in the mask.
+    """
+    classes: dict[int, int] = {}
+    for index, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        component = instances[box] == index
+        if probabilities is None:
+            classes[index] = int(labels[box][component][0])
+            continue
+        votes = {
+            c: float(probabilities[c][box][component].sum()) for c in LABEL_CLASSES
+        }
+        classes[index] = max(votes, key=lambda c: votes[c])
+    return classes
 
 
 def _measure_component(

@@ -212,6 +212,7 @@ def finding_instances(
     *,
     split: bool = True,
     core_fraction: float = 0.6,
+    neck_fraction: float = 0.8,
 ) -> np.ndarray:
     """Number the findings of a mask, giving touching findings a number each.
 
@@ -221,10 +222,11 @@ def finding_instances(
     26-connected region where the depth exceeds ``core_fraction`` of the
     object's largest depth, so every core sits the same depth inside its own
     lesion and the line half way between two cores is where their lesions
-    meet. Each voxel goes to the core nearest to it in millimetres. No voxel
-    is removed: two nodes that touch only across neighbouring 5 mm slices keep
-    every slice they have (cutting a seam between them would take a whole
-    slice from one of them).
+    meet. Each voxel goes to the core nearest to it in millimetres, and parts
+    that meet through a wide neck are joined again (see ``neck_fraction``).
+    No voxel is removed: two nodes that touch only across neighbouring 5 mm
+    slices keep every slice they have (cutting a seam between them would take
+    a whole slice from one of them).
 
     Parameters
     ----------
@@ -238,6 +240,10 @@ def finding_instances(
         Divide objects with several cores; without it, one number per object.
     core_fraction : float
         Relative depth that defines a core.
+    neck_fraction : float
+        Cores whose parts meet through a neck at least this fraction of the
+        shallower part's peak depth stay one finding (a bulge, not a second
+        lesion).
 
     Returns
     -------
@@ -267,10 +273,50 @@ def finding_instances(
         nearest = ndimage.distance_transform_edt(
             cores == 0, sampling=spacing_mm, return_distances=False, return_indices=True
         )
-        owner = cores[tuple(nearest)]
+        owner = np.where(inside, cores[tuple(nearest)], 0)
+        parts = _merge_wide_necks(owner, depth, n_cores, neck_fraction)
+        if len(parts) < 2:
+            continue
         view = out[region]
-        for part in range(2, n_cores + 1):
-            view[inside & (owner == part)] = next_id
+        for part in parts[1:]:
+            view[np.isin(owner, part)] = next_id
             next_id += 1
-        logger.debug("divided a finding among %d cores", n_cores)
+        logger.debug("divided a finding among %d cores", len(parts))
     return out
+
+
+def _merge_wide_necks(
+    owner: np.ndarray, depth: np.ndarray, n_cores: int, neck_fraction: float
+) -> list[list[int]]:
+    """Group cores whose parts meet through a neck that is not narrow.
+
+    The neck between two touching parts is the largest depth on their shared
+    boundary. Two lesions that touch meet through a neck well below the depth
+    of either; a bulge of one lesion meets the rest of it through a neck as
+    deep as the bulge itself. Parts whose neck reaches ``neck_fraction`` of
+    the shallower part's peak depth are one finding.
+    """
+    from scipy import ndimage
+
+    structure = np.ones((3, 3, 3), dtype=bool)
+    peaks = [float(depth[owner == p].max()) for p in range(1, n_cores + 1)]
+    group = list(range(n_cores + 1))
+
+    def root(p: int) -> int:
+        while group[p] != p:
+            p = group[p]
+        return p
+
+    for p in range(1, n_cores + 1):
+        grown = ndimage.binary_dilation(owner == p, structure)
+        for q in range(p + 1, n_cores + 1):
+            shared = grown & (owner == q)
+            if not shared.any():
+                continue
+            neck = float(depth[shared].max())
+            if neck >= neck_fraction * min(peaks[p - 1], peaks[q - 1]):
+                group[root(q)] = root(p)
+    merged: dict[int, list[int]] = {}
+    for p in range(1, n_cores + 1):
+        merged.setdefault(root(p), []).append(p)
+    return list(merged.values())

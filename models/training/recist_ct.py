@@ -181,13 +181,14 @@ The pipeline measures findings with `models.quantify.measure_lesions` on the
 series' own grid: touching lesion and node voxels form one finding (the class
 with the larger summed probability), each finding is redrawn at its
 half-contrast edge in the image (`models.quantify.refine`: the level half-way
-between the finding's core and a ring around it on its widest slice, which is
-where a voxel is half covered by the lesion), findings that differ from their
-surroundings by less than 20 HU are dropped as having no visible edge,
-findings that touch are cut apart where they narrow (a watershed on the
-distance to the edge, `models.quantify.refine.split_touching`), and findings
-with a mean class probability below 0.6 (over the voxels the network labelled)
-are dropped.
+between the finding's core and the tissue next to each edge voxel, which is
+where a voxel is half covered by the lesion, so a node between fat and muscle
+gets its edge against each), findings that differ from their surroundings by
+less than 20 HU are dropped as having no visible edge, findings that touch
+are divided among the cores of their distance-to-edge map, each voxel going
+to the nearest core (`models.quantify.refine.finding_instances`), and
+findings with a mean class probability below 0.6 (over the voxels the network
+labelled) are dropped.
 
 ## Evaluation
 {metadata.get("metrics_data", "")}
