@@ -83,3 +83,6 @@ def test_usage_errors_exit_non_zero(tmp_path: Path, args: list[str]) -> None:
     proc = _triallens(tmp_path, *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert f"see 'triallens {args[0]} --help'" in line

@@ -15,6 +15,11 @@ from rich.console import Console
 
 from triallens.errors import TrialLensError
 
+try:  # typer ships its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - typer releases that use click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -71,7 +76,21 @@ def main() -> None:
     apply_offline_switches()
     _register_commands()
     try:
-        app()
+        status = app(standalone_mode=False, prog_name="triallens")
+    except NoArgsIsHelpError as exc:
+        console.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False)
+        sys.exit(2)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "triallens"
+        err_console.print(
+            f"[bold red]error:[/] {exc.format_message()} "
+            f"(see '{command} --help')",
+            highlight=False,
+        )
+        sys.exit(2)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except TrialLensError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
@@ -88,3 +107,5 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(1)
+    if isinstance(status, int) and status:
+        sys.exit(status)
