@@ -35,13 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--change", default=None, help="with --evaluate-only: a changelog line"
     )
+    parser.add_argument(
+        "--eval-seed",
+        type=int,
+        default=None,
+        help="with --evaluate-only: seed of the held-out phantoms "
+        "(default: the training seed + 1000)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     task = TASKS[args.task]()
     out = args.out or BUNDLES_DIR / args.task
     if args.evaluate_only:
-        metrics = evaluate_bundle(task, out, args.eval_subjects, change=args.change)
+        metrics = evaluate_bundle(
+            task, out, args.eval_subjects, seed=args.eval_seed, change=args.change
+        )
         for name, value in metrics.items():
             print(f"{name}: {value:.4f}")
         return 0

@@ -103,3 +103,34 @@ def test_shipped_ct_bundle_measures_within_2mm():
     assert errors
     assert np.mean(np.abs(errors)) <= 2.0
     assert meta["metrics"]["diameter_mae_mm"] <= 2.0
+
+
+@pytest.mark.slow
+def test_evaluate_only_rewrites_metrics_and_card_not_weights(tmp_path):
+    import hashlib
+
+    from models.training.loop import evaluate_bundle
+
+    task = TASKS["lvef_cmr"]()
+    out = train_task(
+        task, seed=2, out_dir=tmp_path / "b", steps=2, subjects=1, evaluate_subjects=0
+    )
+    weights = hashlib.sha256((out / "models" / "model.pt").read_bytes()).hexdigest()
+    before = load_bundle(out).metadata
+    assert before["metrics"] == {}
+    metrics = evaluate_bundle(task, out, 1, seed=77, change="measured again")
+    after = load_bundle(out).metadata
+    assert after["metrics"] == {k: round(v, 4) for k, v in metrics.items()}
+    assert set(metrics) >= {"lvef_mae_points", "dice_lv_cavity_network"}
+    assert after["metrics_data"].startswith(
+        "1 held-out phantoms generated from seed 77"
+    )
+    assert after["version"] != before["version"]
+    assert after["changelog"][after["version"]] == "measured again"
+    assert "lvef_mae_points" in (out / "docs" / "README.md").read_text()
+    assert (
+        hashlib.sha256((out / "models" / "model.pt").read_bytes()).hexdigest()
+        == weights
+    )
+    with pytest.raises(ValueError, match="not 'ich_ct'"):
+        evaluate_bundle(TASKS["ich_ct"](), out, 1)

@@ -298,6 +298,8 @@ def test_timeline_complete_response_with_small_nodes():
     res = assess_timeline(visits, [0, 60])
     assert res[1].sum_mm == pytest.approx(8)
     assert res[1].tracking["T01"] is None
+    assert res[1].not_found == {"T01": pytest.approx(30.0)}
+    assert res[0].not_found == {}
     assert res[1].target_response is R.CR
     assert res[1].overall_response is R.CR
     assert res[1].confirmation is not None
@@ -325,3 +327,17 @@ def test_timeline_split_lesion_adds_fragments_and_is_not_new():
     assert res[1].sum_mm == pytest.approx(22 + 14 + 20)
     assert res[1].overall_response is R.SD
     assert {res[1].tracking["T01"], res[1].tracking["T01.1"]} == {"a1", "a2"}
+
+
+def test_not_found_gives_the_last_measured_size_and_skips_split_targets():
+    visits = [
+        _visit({"L1": 30, "L2": 20}),
+        _visit({"L1": 24, "L2": 12}),
+        _visit({"L1": 22}),
+    ]
+    res = assess_timeline(visits)
+    assert res[1].not_found == {}
+    assert res[2].not_found == {"T02": pytest.approx(12.0)}
+    split = [lesion("a1", 22, at=(-8, 0, 0)), lesion("a2", 14, at=(14, 0, 0))]
+    res = assess_timeline([[lesion("a", 40, at=(0, 0, 0))], split])
+    assert res[1].not_found == {}

@@ -162,6 +162,26 @@ def test_lvef_within_3_points(trial: dict[str, Any]) -> None:
     assert float(np.mean(errors)) <= 3.0
 
 
+def test_only_targets_that_are_gone_are_flagged_not_found(
+    trial: dict[str, Any],
+) -> None:
+    """A target the model does not find again is flagged for a reader; on this
+    trial that happens only where the truth says a target disappeared."""
+    flagged = []
+    for _, visit in _visits(trial, "recist"):
+        flags = [
+            f for f in _result(trial, visit).qc_flags if f.code == "target_not_found"
+        ]
+        gone = [
+            lesion
+            for lesion in visit["lesions"]
+            if lesion["role"] == "target" and lesion["status"] != "present"
+        ]
+        assert len(flags) <= len(gone), (visit["path"], flags)
+        flagged += flags
+    assert all("a reader must confirm" in f.reason for f in flagged)
+
+
 def test_haemorrhage_volume_and_expansion(trial: dict[str, Any]) -> None:
     relative_errors = []
     for _, visit in _visits(trial, "ich"):

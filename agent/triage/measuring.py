@@ -32,6 +32,10 @@ _TASKS_BY_MODALITY: dict[str, tuple[str, ...]] = {
 # charter check reports them; the measurement goes ahead and says so.
 _RELAXED_RECIST = {"contrast": None, "max_slice_thickness_mm": None}
 
+#: A target last measured at least this large (mm) that the model does not
+#: find again is flagged for a reader; smaller ones often really disappear.
+TARGET_NOT_FOUND_MIN_MM = 10.0
+
 
 def measure(state: TriageState, ctx: TriageContext) -> TriageState:
     """Build volumes, choose the task and series, segment and quantify."""
@@ -261,7 +265,7 @@ def compare_with_priors(state: TriageState, ctx: TriageContext) -> TriageState:
     if state.get("task") == "recist_ct":
         if not priors and not _is_first_visit(ctx, study.time_point_id):
             return _without_baseline(state, study)
-        return {"assessment": _recist_assessment(state, study, priors)}
+        return _recist_assessment(state, study, priors)
     measurements = dict(state.get("measurements", {}))
     baseline = _baseline_value(priors, state["task"])
     if state.get("task") == "lvef_cmr":
@@ -313,7 +317,7 @@ def _without_baseline(state: TriageState, study: StudyRef) -> TriageState:
 
 def _recist_assessment(
     state: TriageState, study: StudyRef, priors: list[Any]
-) -> dict[str, Any]:
+) -> TriageState:
     from models.quantify import recist
 
     lesions = [LesionMeasurement.model_validate(x) for x in state["lesions"]]
@@ -325,7 +329,20 @@ def _recist_assessment(
     assessment = evaluations[-1].to_assessment(
         study.subject_id, study.time_point_id, lesions
     )
-    return assessment.model_dump(mode="json")
+    flags = [
+        QcFlag(
+            code="target_not_found",
+            reason=f"target {target} (last {diameter:.1f} mm) not found at "
+            f"{study.time_point_id}: counted as disappeared; a reader must "
+            "confirm it is gone",
+        ).model_dump(mode="json")
+        for target, diameter in evaluations[-1].not_found.items()
+        if diameter >= TARGET_NOT_FOUND_MIN_MM
+    ]
+    return {
+        "assessment": assessment.model_dump(mode="json"),
+        "qc_flags": [*state.get("qc_flags", []), *flags],
+    }
 
 
 def _baseline_value(priors: list[Any], task: str) -> float | None:

@@ -408,7 +408,9 @@ class VisitResult:
 
     ``tracking`` maps each tracking identifier (T01.. targets, NT01.. non-
     targets, NEW01.. new lesions) to the ``lesion_id`` found at this visit, or
-    ``None`` when it was not found (disappeared).
+    ``None`` when it was not found (disappeared). ``not_found`` gives, for
+    each target not found at this visit, its last measured RECIST diameter
+    (mm): counted as disappeared, it is for a reader to confirm.
     """
 
     visit_index: int
@@ -424,6 +426,7 @@ class VisitResult:
     confirmation: str | None
     tracking: dict[str, str | None]
     target_ids: list[str]
+    not_found: dict[str, float] = field(default_factory=dict)
 
     def to_assessment(
         self,
@@ -539,6 +542,11 @@ def assess_timeline(
             new_ids.append(lesion.lesion_id)
         earlier_new = [t for t in last_seen if t.startswith("NEW")]
 
+        not_found = {
+            t: last_seen[t].recist_diameter_mm
+            for t in target_ids
+            if found[t] is None and not fragments.get(t)
+        }
         now = [found[t] for t in target_ids]
         now += [f for t in target_ids for f in fragments.get(t, [])]
         current_sum = sum_of_diameters(now, rules)
@@ -565,6 +573,7 @@ def assess_timeline(
                 confirmation=confirmation_needed(overall, history, day, rules),
                 tracking=tracking,
                 target_ids=target_ids,
+                not_found=not_found,
             )
         )
         history.append((overall, day))
