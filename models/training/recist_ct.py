@@ -186,8 +186,10 @@ where a voxel is half covered by the lesion, so a node between fat and muscle
 gets its edge against each), findings that differ from their surroundings by
 less than 20 HU are dropped as having no visible edge, findings that touch
 are divided among the cores of their distance-to-edge map, each voxel going
-to the nearest core (`models.quantify.refine.finding_instances`), and
-findings with a mean class probability below 0.6 (over the voxels the network
+to the nearest core and parts that meet through a wide neck staying one
+finding (`models.quantify.refine.finding_instances`), each part takes the
+class with the larger summed probability over its own voxels, and findings
+with a mean class probability below 0.6 (over the voxels the network
 labelled) are dropped.
 
 ## Evaluation
