@@ -23,6 +23,7 @@ from typing import Any
 
 from agent.triage import nodes
 from agent.triage.context import TriageContext
+from agent.triage.locking import thread_lock
 from agent.triage.state import TriageState
 from triallens.domain import TriageResult
 from triallens.events import study_version
@@ -162,7 +163,11 @@ def run_triage(
     key = source_key(study_uid, ctx.settings.deid_secret.get_secret_value())
 
     config = thread_config(key, version)
-    with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
+    checkpoint = ctx.settings.resolved_checkpoint_path
+    with (
+        thread_lock(checkpoint, config["configurable"]["thread_id"]),
+        open_checkpointer(checkpoint) as saver,
+    ):
         graph = build_triage_graph(ctx, saver, on_node)
         snapshot = graph.get_state(config)
         pending = tuple(snapshot.next)
@@ -215,7 +220,11 @@ def resume_review(study_uid: str, decision: dict[str, Any], ctx: TriageContext) 
         return False
     key, version = source
     config = thread_config(key, version)
-    with open_checkpointer(ctx.settings.resolved_checkpoint_path) as saver:
+    checkpoint = ctx.settings.resolved_checkpoint_path
+    with (
+        thread_lock(checkpoint, config["configurable"]["thread_id"]),
+        open_checkpointer(checkpoint) as saver,
+    ):
         graph = build_triage_graph(ctx, saver)
         snapshot = graph.get_state(config)
         if "await_review" not in snapshot.next:
