@@ -34,14 +34,6 @@ def test_passed_compares_each_metric_with_its_target():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason=(
-        "the shipped recist_ct misses small lesions: here a 9.5 mm liver target "
-        "at the last visit of the first subject (network probability 0.28 "
-        "there), which puts that visit's sum of diameters 9.5 mm out"
-    ),
-    strict=True,
-)
 def test_recist_evaluation_on_two_subjects_meets_the_targets():
     try:
         default_bundle_path("recist_ct")
@@ -54,5 +46,4 @@ def test_recist_evaluation_on_two_subjects_meets_the_targets():
     baseline = report.recist_rows[0]
     assert baseline["response_truth"] == "BASELINE"
     assert baseline["sod_truth_mm"] > 16.0
-    assert report.metrics["sod_mae_mm"] <= 2.0
-    assert report.passed().get("overall_response_agreement") is not None
+    assert report.passed() == {"sod_mae_mm": True, "overall_response_agreement": True}
