@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,3 +166,25 @@ def edge_diameters_mm(
     normal = np.array([-axis_dir[1], axis_dir[0]])
     spread = xy @ normal
     return float(dist[i, j]), float(spread.max() - spread.min())
+
+
+def stored_recist_baseline(tmp_path: Path) -> tuple[Any, Path, str]:
+    """One recist_pr subject's baseline CT stored in an embedded PACS.
+
+    Returns the triage context over ``tmp_path / "data"``, that data folder
+    and the study's (PACS) UID.
+    """
+    import pydicom
+
+    from agent.triage import TriageContext
+    from evals.synth import generate_trial
+    from triallens.settings import Settings
+
+    trial = tmp_path / "trial"
+    generate_trial(trial, subjects=1, seed=3, small=True, scenarios=["recist_pr"])
+    baseline = sorted((trial / "dicom").glob("*/BASELINE"))[0]
+    datasets = [pydicom.dcmread(p) for p in sorted(baseline.rglob("*.dcm"))]
+    data_dir = tmp_path / "data"
+    ctx = TriageContext(settings=Settings(data_dir=data_dir))
+    ctx.pacs.store(datasets)
+    return ctx, data_dir, str(datasets[0].StudyInstanceUID)

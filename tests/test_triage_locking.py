@@ -10,14 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pydicom
 import pytest
 
-from agent.triage import TriageContext
 from agent.triage.locking import thread_lock
 from tests._db_fixtures import fresh_postgres_url
+from tests._synth_fixtures import stored_recist_baseline
 from triallens.errors import TrialLensError
-from triallens.settings import Settings
 
 
 @pytest.fixture(
@@ -76,16 +74,7 @@ def test_a_lock_held_too_long_is_a_clear_error(checkpoint: str) -> None:
 
 @pytest.mark.slow
 def test_two_processes_triaging_one_study_make_one_run(tmp_path: Path) -> None:
-    from evals.synth import generate_trial
-
-    trial = tmp_path / "trial"
-    generate_trial(trial, subjects=1, seed=3, small=True, scenarios=["recist_pr"])
-    baseline = sorted((trial / "dicom").glob("*/BASELINE"))[0]
-    datasets = [pydicom.dcmread(p) for p in sorted(baseline.rglob("*.dcm"))]
-    data_dir = tmp_path / "data"
-    ctx = TriageContext(settings=Settings(data_dir=data_dir))
-    ctx.pacs.store(datasets)
-    study_uid = str(datasets[0].StudyInstanceUID)
+    ctx, data_dir, study_uid = stored_recist_baseline(tmp_path)
 
     env = dict(os.environ, TRIALLENS_DATA_DIR=str(data_dir))
     command = [sys.executable, "-m", "triallens", "triage", "--study", study_uid]

@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pydicom
 import pytest
 
-from agent.triage import TriageContext
-from triallens.settings import Settings
+from tests._synth_fixtures import stored_recist_baseline
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +34,7 @@ def _triage(data_dir: Path, study_uid: str, kill_after: str | None = None) -> in
 def test_killed_run_resumes_with_one_edc_record(
     tmp_path: Path, kill_after: str
 ) -> None:
-    from evals.synth import generate_trial
-
-    trial = tmp_path / "trial"
-    generate_trial(trial, subjects=1, seed=3, small=True, scenarios=["recist_pr"])
-    baseline = sorted((trial / "dicom").glob("*/BASELINE"))[0]
-    datasets = [pydicom.dcmread(p) for p in sorted(baseline.rglob("*.dcm"))]
-    data_dir = tmp_path / "data"
-    ctx = TriageContext(settings=Settings(data_dir=data_dir))
-    ctx.pacs.store(datasets)
-    study_uid = str(datasets[0].StudyInstanceUID)
+    ctx, data_dir, study_uid = stored_recist_baseline(tmp_path)
 
     assert _triage(data_dir, study_uid, kill_after) == -signal.SIGKILL
     with sqlite3.connect(data_dir / "checkpoints.db") as db:
