@@ -83,8 +83,7 @@ def main() -> None:
     except UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "triallens"
         err_console.print(
-            f"[bold red]error:[/] {exc.format_message()} "
-            f"(see '{command} --help')",
+            f"[bold red]error:[/] {exc.format_message()} (see '{command} --help')",
             highlight=False,
         )
         sys.exit(2)
