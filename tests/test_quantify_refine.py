@@ -286,3 +286,53 @@ def test_a_node_touching_a_lesion_keeps_its_own_class():
     (exact,) = measure_lesions((truth == 2).astype(np.uint8) * 2, vol)
     assert node.short_axis_mm == pytest.approx(exact.short_axis_mm, abs=1.5)
     assert node.confidence > 0.8
+
+
+def _disk_stack(slices: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """An 80 HU disk lesion on every slice of a 0 HU background."""
+    n = 48
+    jj, ii = np.mgrid[:n, :n]
+    disk = (jj - 24) ** 2 + (ii - 24) ** 2 <= 6**2
+    labels = np.zeros((slices, n, n), dtype=np.uint8)
+    labels[:, disk] = 1
+    image = np.where(labels > 0, 80.0, 0.0).astype(np.float32)
+    image += np.random.default_rng(2).normal(0.0, 3.0, image.shape).astype(np.float32)
+    return labels, image
+
+
+def test_a_slice_without_contrast_inside_a_finding_does_not_split_it():
+    labels, image = _disk_stack()
+    image[3][labels[3] > 0] = 5.0  # one slice where the lesion does not show
+    refined, _ = refine_labels(labels, image, (1,))
+    assert ndimage.label(refined > 0, np.ones((3, 3, 3), dtype=bool))[1] == 1
+    assert np.array_equal(refined[3], labels[3])  # the network's outline kept
+    probabilities = np.stack([1.0 - labels, labels, np.zeros_like(labels)])
+    vol = phantom_volume(image, (SLICE, PIXEL, PIXEL), (0.0, 0.0, 0.0))
+    assert len(measure_lesions(labels, vol, probabilities=probabilities)) == 1
+
+
+def test_pixels_without_a_value_change_only_themselves():
+    labels, image = _disk_stack()
+    clean, _ = refine_labels(labels, image, (1,))
+    holed = image.copy()
+    holed[4, 24, 24] = np.nan
+    holed[1, 10, 10] = np.inf
+    refined, (record,) = refine_labels(labels, holed, (1,))
+    assert record.refined and np.isfinite(record.contrast)
+    assert int((refined != clean).sum()) <= 1
+    blank = np.full(image.shape, np.nan, dtype=np.float32)
+    kept, (none,) = refine_labels(labels, blank, (1,))
+    assert not none.refined and np.array_equal(kept, labels)
+    dropped, _ = refine_labels(labels, blank, (1,), drop_low_contrast=True)
+    assert not dropped.any()
+
+
+def test_the_field_of_view_edge_counts_as_outside():
+    spacing = (5.0, 1.6, 1.6)
+    shape = (12, 60, 80)
+    a = _ball(shape, spacing, (5, 2, 28), 10.0)
+    b = _ball(shape, spacing, (6, 2, 40), 9.0)
+    labels = (a | b).astype(np.uint8)
+    padded = np.pad(labels, ((0, 0), (4, 0), (0, 0)))
+    cut = finding_instances(labels, spacing).max()
+    assert cut == finding_instances(padded, spacing).max()

@@ -109,6 +109,8 @@ def refine_labels(
     image = np.asarray(image, dtype=np.float32)
     if labels.shape != image.shape:
         raise ValueError(f"labels {labels.shape} and image {image.shape} differ")
+    # Pixels without a value (NaN, inf) never set a level and never join.
+    finite = np.isfinite(image)
     structure = np.ones((3, 3, 3), dtype=bool)
     foreground = np.isin(labels, classes)
     objects, count = ndimage.label(foreground, structure)
@@ -129,24 +131,28 @@ def refine_labels(
         inside = objects[region] == index
         label = int(labels[region][inside][0])
         hu = image[region]
+        seen = finite[region]
         others = foreground[region] & ~inside
         keep_off = ndimage.binary_dilation(others, structure)
         core = ndimage.binary_erosion(inside, plane)
         if core.sum() < 3:
             core = inside
+        core = core & seen
         near = ndimage.binary_dilation(inside, plane, iterations=1)
         far = ndimage.binary_dilation(inside, plane, iterations=ring_px)
-        ring = far & ~near & ~others
+        ring = far & ~near & ~others & seen
         widest = int(np.argmax(inside.reshape(inside.shape[0], -1).sum(axis=1)))
         if not ring[widest].any() or not core[widest].any():
             records.append(RefinedFinding(label, float("nan"), float("nan"), False))
+            if drop_low_contrast and not core[widest].any():
+                out[region][inside] = 0  # no pixel of it has a value
             continue
         level_in = float(np.median(hu[widest][core[widest]]))
         level_out = float(np.median(hu[widest][ring[widest]]))
         record = RefinedFinding(label, level_in, level_out, False)
         records.append(record)
         contrast = abs(level_in - level_out)
-        if contrast < min_contrast:
+        if not contrast >= min_contrast:  # also when a level is NaN
             if drop_low_contrast:
                 out[region][inside] = 0
             continue
@@ -160,14 +166,22 @@ def refine_labels(
         allowed = ndimage.binary_dilation(inside, plane, iterations=grow_px)
         allowed &= candidate & ~keep_off
         grown = np.zeros_like(inside)
+        seeded = []
         for k in range(inside.shape[0]):
             seeds = inside[k] & allowed[k]
             if not seeds.any():
                 continue
+            seeded.append(k)
             layer = ndimage.binary_propagation(seeds, mask=allowed[k])
             grown[k] = ndimage.binary_fill_holes(layer)
-        if not grown.any():
+        if not seeded:
             continue
+        # A slice inside the finding where no voxel passes (a noisy or
+        # artefact slice) keeps the network's outline: dropping it would cut
+        # one lesion into two. Only end slices can be trimmed away.
+        for k in range(seeded[0], seeded[-1] + 1):
+            if k not in seeded:
+                grown[k] = inside[k]
         view = out[region]
         view[inside & ~grown] = 0
         view[grown] = label
@@ -191,7 +205,8 @@ def _local_level(
 
     size = (1, 2 * half_width + 1, 2 * half_width + 1)
     weight = ring.astype(np.float32)
-    total = ndimage.uniform_filter(image * weight, size=size, mode="constant")
+    values = np.where(ring, image, 0.0).astype(np.float32)
+    total = ndimage.uniform_filter(values, size=size, mode="constant")
     count = ndimage.uniform_filter(weight, size=size, mode="constant")
     smoothed = np.where(ring, total / np.maximum(count, 1e-6), 0.0)
     level = np.full(image.shape, fallback, dtype=np.float32)
@@ -264,7 +279,10 @@ def finding_instances(
             continue
         region = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
         inside = objects[region] == index
-        depth = ndimage.distance_transform_edt(inside, sampling=spacing_mm)
+        # Padded so that the edge of the field of view counts as outside.
+        depth = ndimage.distance_transform_edt(np.pad(inside, 1), sampling=spacing_mm)[
+            1:-1, 1:-1, 1:-1
+        ]
         cores, n_cores = ndimage.label(
             depth > core_fraction * float(depth.max()), structure
         )
