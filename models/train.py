@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--evaluate-only",
         action="store_true",
-        help="measure the bundle at --out again and rewrite its metrics and card",
+        help="measure the bundle at --out (default: the shipped one) again and "
+        "rewrite its metrics and card; the weights stay as they are",
     )
     parser.add_argument(
         "--change", default=None, help="with --evaluate-only: a changelog line"
@@ -48,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     task = TASKS[args.task]()
     out = args.out or BUNDLES_DIR / args.task
     if args.evaluate_only:
-        metrics = evaluate_bundle(
-            task, out, args.eval_subjects, seed=args.eval_seed, change=args.change
-        )
+        if args.eval_subjects < 1:
+            parser.error("--eval-subjects must be at least 1 with --evaluate-only")
+        if not (out / "configs" / "metadata.json").is_file():
+            parser.error(f"no bundle at {out} (configs/metadata.json is missing)")
+        try:
+            metrics = evaluate_bundle(
+                task, out, args.eval_subjects, seed=args.eval_seed, change=args.change
+            )
+        except (ValueError, OSError) as exc:
+            parser.error(str(exc))
         for name, value in metrics.items():
             print(f"{name}: {value:.4f}")
         return 0

@@ -86,3 +86,46 @@ def test_usage_errors_exit_non_zero(tmp_path: Path, args: list[str]) -> None:
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: ")
     assert f"see 'triallens {args[0]} --help'" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["eval", "measurements", "--task", "bogus"], "eval measurements"),
+        (["eval", "measurements", "--subjects", "0"], "eval measurements"),
+        (["demo", "--seed", "-5"], "demo"),
+        (["triage", "--study"], "triage"),
+        (["users", "token", "someone", "--label"], "users token"),
+        (["edc", "serve", "--schema", "/nonexistent/odm.xsd"], "edc serve"),
+        (["audit", "show", "--limit", "99999999999999999999999"], "audit show"),
+    ],
+)
+def test_bad_values_name_the_command_help(
+    tmp_path: Path, args: list[str], command: str
+) -> None:
+    proc = _triallens(tmp_path, *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"see 'triallens {command} --help'" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["audit", "verify", "--database", "bogus://x"], ["bogus://x", "database URL"]),
+        (
+            ["synth", "--out", "{file}/x", "--subjects", "1", "--small"],
+            ["Not a directory"],
+        ),
+        (["edc", "export", "--out", "/nonexistent/dir/x.xml"], ["No such file"]),
+    ],
+)
+def test_bad_paths_and_urls_are_one_clear_line(
+    tmp_path: Path, args: list[str], words: list[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    args = [a.replace("{file}", str(blocker)) for a in args]
+    proc = _triallens(tmp_path, *args)
+    assert proc.returncode == 2
+    _assert_one_clear_line(proc, *words)

@@ -134,3 +134,36 @@ def test_evaluate_only_rewrites_metrics_and_card_not_weights(tmp_path):
     )
     with pytest.raises(ValueError, match="not 'ich_ct'"):
         evaluate_bundle(TASKS["ich_ct"](), out, 1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--out", "{missing}"], "no bundle at"),
+        (["--out", "{ich}"], "holds a 'ich_ct' bundle, not 'lvef_cmr'"),
+        (["--out", "{ich}", "--eval-subjects", "0"], "at least 1"),
+    ],
+)
+def test_evaluate_only_refuses_bad_input_in_one_line(tmp_path, extra, message):
+    import shutil
+    import subprocess
+    import sys
+
+    ich = tmp_path / "ich"
+    shutil.copytree(default_bundle_path("ich_ct"), ich)
+    args = [
+        a.replace("{missing}", str(tmp_path / "none")).replace("{ich}", str(ich))
+        for a in extra
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.train", "lvef_cmr", "--evaluate-only", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert (ich / "configs" / "metadata.json").read_text() == (
+        default_bundle_path("ich_ct") / "configs" / "metadata.json"
+    ).read_text()

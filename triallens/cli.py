@@ -66,6 +66,30 @@ def _register_commands() -> None:
     evaluate_command.register(app)
 
 
+def _command_path(exc: UsageError, args: list[str]) -> str:
+    """The command a usage error is about, for the ``--help`` hint.
+
+    An option missing its value fails while the root group still parses, so
+    the error's own context can be the root; the command words given on the
+    command line then name the sub-command.
+    """
+    ctx = exc.ctx
+    if ctx is None:
+        root = typer.main.get_command(app)
+        ctx = root.make_context("triallens", [], resilient_parsing=True)
+    path = ctx.command_path
+    command = ctx.command
+    for word in args[len(path.split()) - 1 :]:
+        get = getattr(command, "get_command", None)
+        if word.startswith("-") or get is None:
+            break
+        found = get(ctx, word)
+        if found is None:
+            break
+        path, command = f"{path} {word}", found
+    return path
+
+
 def main() -> None:
     """Entry point: run the CLI and turn TrialLens errors into one clear line."""
     logging.basicConfig(
@@ -81,7 +105,7 @@ def main() -> None:
         console.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False)
         sys.exit(2)
     except UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "triallens"
+        command = _command_path(exc, sys.argv[1:])
         err_console.print(
             f"[bold red]error:[/] {exc.format_message()} (see '{command} --help')",
             highlight=False,
@@ -92,6 +116,13 @@ def main() -> None:
         sys.exit(1)
     except TrialLensError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except OSError as exc:
+        # A path the user gave that cannot be read or written.
+        where = f": {exc.filename}" if exc.filename else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -129,7 +129,9 @@ def show(
     database: Annotated[
         list[str] | None, typer.Option(help="Database URL (repeatable).")
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most N records.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=1_000_000, help="At most N records.")
+    ] = None,
 ) -> None:
     """List the audit history of an entity, oldest first (one record a line)."""
     import json

@@ -26,7 +26,7 @@ def demo(
     subjects: Annotated[
         int, typer.Option(min=1, max=12, help="Synthetic subjects to generate.")
     ] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic trial.")] = 7,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic trial.")] = 7,
 ) -> None:
     """Run the main job on a small synthetic trial (embedded defaults).
 

@@ -30,7 +30,9 @@ def serve(
     schema: Annotated[
         Path | None,
         typer.Option(
-            help="ODM1-3-2.xsd: validate every posted ODM document against it."
+            exists=True,
+            dir_okay=False,
+            help="ODM1-3-2.xsd: validate every posted ODM document against it.",
         ),
     ] = None,
 ) -> None:
@@ -73,7 +75,12 @@ def export(
         bool, typer.Option(help="Transactional file (Upsert) instead of Snapshot.")
     ] = False,
     schema: Annotated[
-        Path | None, typer.Option(help="ODM1-3-2.xsd to validate the file against.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="ODM1-3-2.xsd to validate the file against.",
+        ),
     ] = None,
 ) -> None:
     """Export clinical data, with audit records and signatures, as ODM 1.3.2."""
@@ -95,10 +102,20 @@ def export(
 
 @edc_app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="ODM 1.3.2 clinical-data file.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="ODM 1.3.2 clinical-data file."
+        ),
+    ],
     user: Annotated[str, typer.Option(help="The data manager importing it.")],
     schema: Annotated[
-        Path | None, typer.Option(help="ODM1-3-2.xsd to validate the file against.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="ODM1-3-2.xsd to validate the file against.",
+        ),
     ] = None,
 ) -> None:
     """Import an ODM file, all or nothing (asks for the user's password)."""

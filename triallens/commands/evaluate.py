@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,19 +14,30 @@ eval_app = typer.Typer(
 )
 
 
+class EvalTask(StrEnum):
+    """The tasks ``triallens eval measurements`` can measure."""
+
+    RECIST = "recist"
+    LVEF = "lvef"
+    ICH = "ich"
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
 
 
 @eval_app.command("measurements")
 def measurements(
-    seed: Annotated[int, typer.Option(help="Seed of the held-out phantoms.")] = 1,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the held-out phantoms.")
+    ] = 1,
     subjects: Annotated[
-        int, typer.Option(help="Subjects per task (RECIST, LVEF, haemorrhage).")
+        int,
+        typer.Option(min=1, help="Subjects per task (RECIST, LVEF, haemorrhage)."),
     ] = 8,
     task: Annotated[
-        list[str] | None,
-        typer.Option(help="Only these tasks: recist, lvef, ich (repeatable)."),
+        list[EvalTask] | None,
+        typer.Option(help="Only these tasks (repeatable); all three by default."),
     ] = None,
 ) -> None:
     """Measure held-out phantom subjects with the shipped models and print the
@@ -38,7 +50,7 @@ def measurements(
     from evals.measurements import TARGETS, evaluate_measurements
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    chosen = set(task or ["recist", "lvef", "ich"])
+    chosen = {t.value for t in task} if task else {t.value for t in EvalTask}
     console = Console()
     with Progress(console=console, transient=True) as progress:
         job = progress.add_task("measuring phantoms", total=None)
