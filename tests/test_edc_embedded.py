@@ -225,3 +225,30 @@ def test_a_phi_guard_stops_identifying_values(db_url: str) -> None:
     clean = _write(edc, "k-clean", phi_guard=guard)
 
     assert [r.record_id for r in edc.list_records()] == [clean]
+
+
+def test_relinking_the_trace_is_audited_and_changes_nothing_else(db_url: str) -> None:
+    edc = EmbeddedEdc(db_url)
+    record_id = _write(edc)
+    before = edc.get_record(record_id)
+
+    after = edc.relink_trace(
+        record_id, "tr-2", actor="triallens", role="system", reason="resumed"
+    )
+    again = edc.relink_trace(
+        record_id, "tr-2", actor="triallens", role="system", reason="resumed"
+    )
+
+    assert after.trace_id == again.trace_id == "tr-2"
+    assert after.values() == before.values()
+    assert after.status is before.status and after.machine_derived
+    history = edc.audit.show(f"edc_record:{record_id}")
+    assert [e.action for e in history] == ["edc.write_ai_findings", "edc.relink_trace"]
+    assert (history[1].old, history[1].new, history[1].reason) == (
+        "tr-1",
+        "tr-2",
+        "resumed",
+    )
+    assert edc.audit.verify().ok
+    with pytest.raises(EdcError, match="no EDC record"):
+        edc.relink_trace("nope", "tr-3", actor="triallens", role="system", reason="x")

@@ -148,6 +148,26 @@ def test_findings_round_trip_over_http(
 
 
 @pytest.mark.slow
+def test_trace_relink_over_http(
+    served: tuple[EmbeddedEdc, UserStore, str], schema: Path
+) -> None:
+    embedded, _, url = served
+    with _adapter(url, schema) as rws:
+        record_id = _findings(rws)
+        remote = rws.relink_trace(
+            record_id, "tr-10", actor="svc", role="data_manager", reason="resumed"
+        )
+    assert remote.trace_id == "tr-10"
+    local = embedded.get_record(record_id)
+    assert local.trace_id == "tr-10" and local.values()["lesion_count"] == 3
+    history = embedded.audit.show(f"edc_record:{record_id}")
+    assert [(e.actor, e.action) for e in history] == [
+        ("svc", "odm.import.create"),
+        ("svc", "edc.relink_trace"),
+    ]
+
+
+@pytest.mark.slow
 def test_reads_subjects_visits_and_site_values(
     served: tuple[EmbeddedEdc, UserStore, str], schema: Path
 ) -> None:

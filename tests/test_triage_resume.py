@@ -50,6 +50,8 @@ def test_killed_run_resumes_with_one_edc_record(
     result = ctx.store.get_study(records[0].study_uid)
     assert result is not None
     assert result.edc_record_id == records[0].record_id
+    # The record cites the trace that completed the work, as the result does.
+    assert records[0].trace_id == result.trace_id
 
     # Either UID finds it: the PACS's own, or the de-identified one.
     asked = study_uid if kill_after == "write_outputs" else result.study.study_uid

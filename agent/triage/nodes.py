@@ -276,6 +276,8 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
             existing = ctx.store.set_trace_id(
                 state["source_key"], state["study_version"], trace_id
             )
+        if trace_id and existing.edc_record_id:
+            _relink_edc_trace(ctx, existing.edc_record_id, trace_id)
         return {
             "edc_record_id": existing.edc_record_id,
             "result": existing.model_dump(mode="json"),
@@ -295,6 +297,8 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
             input_hashes=result.input_hashes,
             idempotency_key=f"{state['source_key']}:{state['study_version']}",
         )
+        if state.get("trace_id"):
+            _relink_edc_trace(ctx, record_id, state["trace_id"])
         _raise_discrepancy_queries(ctx, result, record_id)
     _raise_deviation_queries(ctx, result, state.get("deviations", []))
     result = result.model_copy(update={"edc_record_id": record_id})
@@ -309,6 +313,25 @@ def write_outputs(state: TriageState, ctx: TriageContext) -> TriageState:
     )
     saved = ctx.store.save(state["source_key"], result)
     return {"edc_record_id": record_id, "result": saved.model_dump(mode="json")}
+
+
+def _relink_edc_trace(ctx: TriageContext, record_id: str, trace_id: str) -> None:
+    """Make the EDC record cite this run's trace.
+
+    A run killed after the EDC write leaves the record citing its own trace,
+    which never finished; the write replayed by the resuming run returns that
+    record unchanged. The resuming run's trace is the complete one, and the
+    stored result cites it, so the record is pointed at it too (audited).
+    """
+    if ctx.edc.get_record(record_id).trace_id == trace_id:
+        return
+    ctx.edc.relink_trace(
+        record_id,
+        trace_id,
+        actor="triallens",
+        role="system",
+        reason="triage resumed after an interrupted run",
+    )
 
 
 def _raise_discrepancy_queries(

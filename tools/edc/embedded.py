@@ -456,6 +456,54 @@ class EmbeddedEdc(QueryMixin):
             )
         return self.get_record(record_id)
 
+    def relink_trace(
+        self, record_id: str, trace_id: str, *, actor: str, role: str, reason: str
+    ) -> EdcRecord:
+        """Point a record at the trace that completed it.
+
+        A triage run killed after writing the record leaves it citing a trace
+        that never finished; the run that resumes the work has the complete
+        one. The trace id is provenance, not a clinical value: any status
+        allows the change, and it is audited with the old and new id.
+        """
+        with self.engine.begin() as conn:
+            self._relink_trace(conn, record_id, trace_id, actor, role, reason)
+        return self.get_record(record_id)
+
+    def _relink_trace(
+        self,
+        conn: Connection,
+        record_id: str,
+        trace_id: str,
+        actor: str,
+        role: str,
+        reason: str | None,
+    ) -> None:
+        old = conn.execute(
+            select(edc_forms.c.trace_id).where(edc_forms.c.record_id == record_id)
+        ).first()
+        if old is None:
+            raise EdcError(f"no EDC record {record_id}")
+        if old.trace_id == trace_id:
+            return
+        conn.execute(
+            update(edc_forms)
+            .where(edc_forms.c.record_id == record_id)
+            .values(trace_id=trace_id)
+        )
+        self.audit.record(
+            actor,
+            role,
+            "edc.relink_trace",
+            _entity(record_id),
+            field="trace_id",
+            old=old.trace_id,
+            new=trace_id,
+            reason=reason,
+            trace_id=trace_id,
+            connection=conn,
+        )
+
     def apply_review(
         self,
         record_id: str,

@@ -154,7 +154,7 @@ def _import_form(
             return
     record_id = form.get("FormRepeatKey") or str(uuid.uuid4())
     existing = conn.execute(
-        select(edc_forms.c.record_id, edc_forms.c.status).where(
+        select(edc_forms.c.record_id, edc_forms.c.status, edc_forms.c.trace_id).where(
             edc_forms.c.record_id == record_id
         )
     ).first()
@@ -193,6 +193,10 @@ def _import_form(
             _restore_signature(edc, conn, record_id, signature, status, actor, role)
         return
     changed = False
+    trace = provenance.get("trace_id")
+    if trace and existing.trace_id and trace != existing.trace_id:
+        edc._relink_trace(conn, record_id, trace, actor, role, reason)
+        changed = True
     current_values = _current_values(conn, record_id)
     for name, value in items.items():
         if name in current_values and _same(current_values[name], value):

@@ -46,6 +46,13 @@ class Edc(Protocol):
         """Write the "AI Imaging Findings" form as a draft; return its id."""
         ...
 
+    def relink_trace(
+        self, record_id: str, trace_id: str, *, actor: str, role: str, reason: str
+    ) -> EdcRecord:
+        """Point a machine-derived record at the trace that completed it
+        (after an interrupted run); audited with the old and new trace."""
+        ...
+
     def get_record(self, record_id: str) -> EdcRecord: ...
 
     def list_records(

@@ -175,6 +175,28 @@ class RwsEdc:
         touched = [r for r in response.get("TouchedRecords", "").split(",") if r]
         return touched[0] if touched else record_id
 
+    def relink_trace(
+        self, record_id: str, trace_id: str, *, actor: str, role: str, reason: str
+    ) -> EdcRecord:
+        """Point a record at the trace that completed it (an ODM Update of the
+        form's provenance; the EDC audits the change)."""
+        record = self.get_record(record_id)
+        document = form_document(
+            study_oid=self.rave_study,
+            subject_id=record.subject_id,
+            time_point_id=record.time_point_id,
+            site_id=record.site_id,
+            form_oid=record.form_oid,
+            record_id=record_id,
+            user=self.username,
+            transaction="Update",
+            items=None,
+            provenance={"trace_id": trace_id},
+            reason=reason,
+        )
+        self._post_clinical_data(document)
+        return self.get_record(record_id)
+
     def set_status(
         self,
         record_id: str,
