@@ -140,6 +140,16 @@ def test_verify_of_a_missing_database_fails(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.db"
     proc = _cli("audit", "verify", "--database", f"sqlite:///{missing}")
 
-    assert proc.returncode == 1
-    assert "MISSING" in proc.stdout
+    # Named on the command line: a clear error, and nothing is created.
+    assert proc.returncode == 2
+    assert f"no database at sqlite:///{missing}" in proc.stderr
     assert not missing.exists()
+
+
+def test_verify_of_the_settings_databases_gone_is_reported_as_missing(
+    tmp_path: Path,
+) -> None:
+    proc = _cli("audit", "verify", env={"TRIALLENS_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "MISSING" in proc.stdout and "report it" in proc.stdout
+    assert not list(tmp_path.glob("*.db"))

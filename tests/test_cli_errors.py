@@ -98,6 +98,9 @@ def test_usage_errors_exit_non_zero(tmp_path: Path, args: list[str]) -> None:
         (["users", "token", "someone", "--label"], "users token"),
         (["edc", "serve", "--schema", "/nonexistent/odm.xsd"], "edc serve"),
         (["audit", "show", "--limit", "99999999999999999999999"], "audit show"),
+        (["triage", "--study", " "], "triage"),
+        (["triage", "--study", "1.2.3", "--pacs", "/nonexistent/store"], "triage"),
+        (["watch"], "watch"),
     ],
 )
 def test_bad_values_name_the_command_help(
@@ -118,6 +121,10 @@ def test_bad_values_name_the_command_help(
             ["Not a directory"],
         ),
         (["edc", "export", "--out", "/nonexistent/dir/x.xml"], ["No such file"]),
+        (
+            ["audit", "verify", "--database", "sqlite:////nonexistent/dir/x.db"],
+            ["no database at"],
+        ),
     ],
 )
 def test_bad_paths_and_urls_are_one_clear_line(

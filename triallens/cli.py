@@ -98,6 +98,9 @@ def main() -> None:
     from triallens.settings import apply_offline_switches
 
     apply_offline_switches()
+    # MLflow and its migrations announce the creation of a new store at INFO.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _register_commands()
     try:
         status = app(standalone_mode=False, prog_name="triallens")
@@ -106,8 +109,9 @@ def main() -> None:
         sys.exit(2)
     except UsageError as exc:
         command = _command_path(exc, sys.argv[1:])
+        message = " ".join(exc.format_message().split())
         err_console.print(
-            f"[bold red]error:[/] {exc.format_message()} (see '{command} --help')",
+            f"[bold red]error:[/] {message} (see '{command} --help')",
             highlight=False,
         )
         sys.exit(2)

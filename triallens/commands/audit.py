@@ -54,12 +54,16 @@ def verify(
     from rich.console import Console
 
     from triallens.audit import AuditTrail
+    from triallens.errors import ConfigurationError
 
     console = Console(soft_wrap=True)
     broken = False
     for url in _databases(database):
         label = _label(url)
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+            if database:
+                # A database named on the command line: more likely a typo.
+                raise ConfigurationError(f"no database at {label}")
             broken = True
             console.print(f"[bold red]MISSING[/] {label}: no such database")
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,10 +71,16 @@ def triage(
     from agent.triage import TriageContext, run_triage
     from triallens.settings import apply_offline_switches, get_settings
 
+    if not study.strip():
+        raise typer.BadParameter("must not be empty", param_hint="'--study'")
+    if pacs and "://" not in pacs and not Path(pacs).is_dir():
+        raise typer.BadParameter(
+            f"no PACS store folder at {pacs}", param_hint="'--pacs'"
+        )
     apply_offline_switches()
     settings = get_settings()
     ctx = TriageContext(settings=settings, pacs_url=pacs)
-    result = run_triage(study, ctx)
+    result = run_triage(study.strip(), ctx)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
