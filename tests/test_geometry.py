@@ -234,3 +234,18 @@ def test_localizer_only_series_is_flagged_not_measured() -> None:
     assert _codes(volume) == {QcCode.LOCALIZER}
     assert not volume.measurable
     assert volume.not_measurable_reason == "localizer series"
+
+
+def test_a_broken_copy_at_an_occupied_position_does_not_spoil_the_slice() -> None:
+    import copy
+
+    series = ct_series(4)
+    broken = copy.deepcopy(series[2])
+    broken.SOPInstanceUID = generate_uid()
+    broken.PixelData = broken.PixelData[: len(broken.PixelData) // 2]
+    for order in ([broken, *series], [*series, broken]):
+        (volume,) = build_volumes(order)
+        assert volume.measurable, volume.not_measurable_reason
+        assert QcCode.DUPLICATE in _codes(volume)
+        assert QcCode.DECODE not in _codes(volume)
+        assert np.array_equal(volume.pixels[2], series[2].pixel_array - 1024.0)

@@ -302,11 +302,15 @@ def _stack(
     ordered = sorted(frames, key=lambda f: (float(f.position @ normal), f.order_hint))
     distances = np.array([float(f.position @ normal) for f in ordered])
 
-    # Duplicates: same position along the normal. Keep the first of each.
-    keep = [0]
+    # Duplicates: same position along the normal. Keep the first of each
+    # whose pixel data decodes (a broken copy must not spoil a good slice).
+    groups: list[list[int]] = [[0]]
     for index in range(1, len(ordered)):
-        if distances[index] - distances[keep[-1]] > tol.duplicate_mm:
-            keep.append(index)
+        if distances[index] - distances[groups[-1][0]] > tol.duplicate_mm:
+            groups.append([index])
+        else:
+            groups[-1].append(index)
+    keep = [_first_decodable(ordered, group) for group in groups]
     if len(keep) < len(ordered):
         flags.append(
             _flag(
@@ -420,6 +424,19 @@ def _stack(
     volume = _volume(series_uid, ordered, affine, flags, "; ".join(reasons) or None)
     volume.slice_positions_mm = [float(d) for d in distances]
     return volume
+
+
+def _first_decodable(frames: list[Frame], group: list[int]) -> int:
+    """The first frame of a same-position group whose pixels decode."""
+    if len(group) == 1:
+        return group[0]
+    for index in group:
+        try:
+            frames[index].pixels()
+        except Exception:  # corrupt or undecodable: try the next copy
+            continue
+        return index
+    return group[0]
 
 
 def _volume(
