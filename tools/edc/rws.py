@@ -180,22 +180,12 @@ class RwsEdc:
     ) -> EdcRecord:
         """Point a record at the trace that completed it (an ODM Update of the
         form's provenance; the EDC audits the change)."""
-        record = self.get_record(record_id)
-        document = form_document(
-            study_oid=self.rave_study,
-            subject_id=record.subject_id,
-            time_point_id=record.time_point_id,
-            site_id=record.site_id,
-            form_oid=record.form_oid,
-            record_id=record_id,
+        return self._update_form(
+            self.get_record(record_id),
             user=self.username,
-            transaction="Update",
-            items=None,
             provenance={"trace_id": trace_id},
             reason=reason,
         )
-        self._post_clinical_data(document)
-        return self.get_record(record_id)
 
     def set_status(
         self,
@@ -209,21 +199,39 @@ class RwsEdc:
     ) -> EdcRecord:
         """Change a record's status on the EDC (e.g. lock it)."""
         record = self.get_record(record_id)
+        return self._update_form(
+            record,
+            user=actor,
+            provenance={"version": expected_version or record.version},
+            status=RecordStatus(status),
+            reason=reason or f"status set by {role}",
+        )
+
+    def _update_form(
+        self,
+        record: EdcRecord,
+        *,
+        user: str,
+        provenance: dict[str, object],
+        reason: str,
+        status: RecordStatus | None = None,
+    ) -> EdcRecord:
+        """Post an ODM Update of one existing form (no item values)."""
         document = form_document(
             study_oid=self.rave_study,
             subject_id=record.subject_id,
             time_point_id=record.time_point_id,
             site_id=record.site_id,
             form_oid=record.form_oid,
-            record_id=record_id,
-            user=actor,
+            record_id=record.record_id,
+            user=user,
             transaction="Update",
-            provenance={"version": expected_version or record.version},
-            status=RecordStatus(status),
-            reason=reason or f"status set by {role}",
+            provenance=provenance,
+            status=status,
+            reason=reason,
         )
         self._post_clinical_data(document)
-        return self.get_record(record_id)
+        return self.get_record(record.record_id)
 
     def raise_query(
         self,
