@@ -99,6 +99,7 @@ def test_usage_errors_exit_non_zero(tmp_path: Path, args: list[str]) -> None:
         (["edc", "serve", "--schema", "/nonexistent/odm.xsd"], "edc serve"),
         (["audit", "show", "--limit", "99999999999999999999999"], "audit show"),
         (["triage", "--study", " "], "triage"),
+        (["triage", "--study", "X", "--pacs", "http://127.0.0.1:1"], "triage"),
         (["triage", "--study", "1.2.3", "--pacs", "/nonexistent/store"], "triage"),
         (["watch"], "watch"),
     ],

@@ -341,3 +341,23 @@ def test_not_found_gives_the_last_measured_size_and_skips_split_targets():
     split = [lesion("a1", 22, at=(-8, 0, 0)), lesion("a2", 14, at=(14, 0, 0))]
     res = assess_timeline([[lesion("a", 40, at=(0, 0, 0))], split])
     assert res[1].not_found == {}
+
+
+def test_a_target_outside_the_scanned_range_is_not_evaluated_not_gone():
+    baseline = _visit({"L1": 30, "L2": 20})  # L2 at x = 80 mm
+    follow_up = _visit({"L1": 18})  # L2 not found: outside the box below
+    box = [[-50.0, -50.0, -50.0], [40.0, 50.0, 50.0]]
+    res = assess_timeline([baseline, follow_up], coverage_mm=[None, box])
+    assert res[1].not_imaged == {"T02": pytest.approx(20.0)}
+    assert res[1].not_found == {}
+    assert res[1].sum_mm == pytest.approx(18.0)
+    assert res[1].target_response is R.NE
+    # Inside the box the same absence is a disappearance.
+    wide = [[-50.0, -50.0, -50.0], [120.0, 50.0, 50.0]]
+    res = assess_timeline([baseline, follow_up], coverage_mm=[None, wide])
+    assert res[1].not_found == {"T02": pytest.approx(20.0)} and not res[1].not_imaged
+    assert res[1].target_response is R.PR
+    # Growth of the imaged targets is progression whatever was not imaged.
+    grown = _visit({"L1": 65})  # 65 mm alone is 30 % over the 50 mm nadir
+    res = assess_timeline([baseline, grown], coverage_mm=[None, box])
+    assert res[1].target_response is R.PD

@@ -32,10 +32,6 @@ _TASKS_BY_MODALITY: dict[str, tuple[str, ...]] = {
 # charter check reports them; the measurement goes ahead and says so.
 _RELAXED_RECIST = {"contrast": None, "max_slice_thickness_mm": None}
 
-#: A target last measured at least this large (mm) that the model does not
-#: find again is flagged for a reader; smaller ones often really disappear.
-TARGET_NOT_FOUND_MIN_MM = 10.0
-
 
 def measure(state: TriageState, ctx: TriageContext) -> TriageState:
     """Build volumes, choose the task and series, segment and quantify."""
@@ -74,6 +70,7 @@ def measure(state: TriageState, ctx: TriageContext) -> TriageState:
     if task == "recist_ct":
         found = _segment_recist(volume, segmenter)
         update["lesions"] = _recist_lesions(found, images_dir)
+        update["coverage_mm"] = _coverage_mm(volume)
         update["dicom_outputs"] = _store_dicom_outputs(
             ctx, state, volume, paths, found, segmenter.bundle
         )
@@ -315,6 +312,19 @@ def _without_baseline(state: TriageState, study: StudyRef) -> TriageState:
     }
 
 
+def _coverage_mm(volume: Any) -> list[list[float]]:
+    """The box in patient coordinates (mm) that the series images: the
+    lowest and highest x, y and z of its voxel centres."""
+    import numpy as np
+
+    k, j, i = (n - 1 for n in volume.pixels.shape)
+    corners = np.array(
+        [[a, b, c] for a in (0, i) for b in (0, j) for c in (0, k)], dtype=float
+    )
+    points = np.array([volume.index_to_patient(c) for c in corners])
+    return [points.min(axis=0).tolist(), points.max(axis=0).tolist()]
+
+
 def _recist_assessment(
     state: TriageState, study: StudyRef, priors: list[Any]
 ) -> TriageState:
@@ -325,19 +335,31 @@ def _recist_assessment(
     visits = [r.assessment.lesions for r in with_lesions]
     visits.append(lesions)
     dates = [r.study.study_date for r in with_lesions] + [study.study_date]
-    evaluations = recist.assess_timeline(visits, _days_since_first(dates))
+    coverage = [None] * (len(visits) - 1) + [state.get("coverage_mm")]
+    evaluations = recist.assess_timeline(
+        visits, _days_since_first(dates), coverage_mm=coverage
+    )
     assessment = evaluations[-1].to_assessment(
         study.subject_id, study.time_point_id, lesions
     )
+    baseline_ids = evaluations[0].tracking
     flags = [
         QcFlag(
             code="target_not_found",
-            reason=f"target {target} (last {diameter:.1f} mm) not found at "
-            f"{study.time_point_id}: counted as disappeared; a reader must "
-            "confirm it is gone",
+            reason=f"target {target} (baseline {baseline_ids.get(target)}, last "
+            f"{diameter:.1f} mm) not found at {study.time_point_id}: counted as "
+            "disappeared; a reader must confirm it is gone",
         ).model_dump(mode="json")
         for target, diameter in evaluations[-1].not_found.items()
-        if diameter >= TARGET_NOT_FOUND_MIN_MM
+    ]
+    flags += [
+        QcFlag(
+            code="target_not_imaged",
+            reason=f"target {target} (baseline {baseline_ids.get(target)}, last "
+            f"{diameter:.1f} mm) lies outside the scanned range at "
+            f"{study.time_point_id}: not evaluated, target response NE",
+        ).model_dump(mode="json")
+        for target, diameter in evaluations[-1].not_imaged.items()
     ]
     return {
         "assessment": assessment.model_dump(mode="json"),

@@ -33,6 +33,7 @@ class TriageState(TypedDict, total=False):
     lesions: list[dict[str, Any]]
     measurements: dict[str, Any]
     dicom_outputs: dict[str, str]
+    coverage_mm: list[list[float]] | None
     model_version: str | None
     # compare, prioritise, draft
     assessment: dict[str, Any] | None

@@ -411,6 +411,9 @@ class VisitResult:
     ``None`` when it was not found (disappeared). ``not_found`` gives, for
     each target not found at this visit, its last measured RECIST diameter
     (mm): counted as disappeared, it is for a reader to confirm.
+    ``not_imaged`` gives the targets whose last position lies outside the
+    visit's scanned range: not evaluated, so the target response is NE
+    unless the targets that were imaged already show PD.
     """
 
     visit_index: int
@@ -427,6 +430,7 @@ class VisitResult:
     tracking: dict[str, str | None]
     target_ids: list[str]
     not_found: dict[str, float] = field(default_factory=dict)
+    not_imaged: dict[str, float] = field(default_factory=dict)
 
     def to_assessment(
         self,
@@ -456,8 +460,14 @@ def assess_timeline(
     days_since_baseline: Sequence[float | None] | None = None,
     rules: RecistRules = DEFAULT_RULES,
     slice_thickness_mm: float | None = None,
+    coverage_mm: Sequence[Sequence[Sequence[float]] | None] | None = None,
 ) -> list[VisitResult]:
     """Evaluate a subject's visits: baseline first, then follow-ups in order.
+
+    ``coverage_mm`` gives, per visit, the box (lowest and highest x, y, z in
+    patient mm) its scan images, or ``None`` where unknown; a target not
+    found whose last position lies outside its visit's box was not imaged
+    rather than gone.
 
     Targets are chosen at baseline; at every follow-up each followed lesion is
     matched to the nearest finding of its kind (against its last known
@@ -542,16 +552,23 @@ def assess_timeline(
             new_ids.append(lesion.lesion_id)
         earlier_new = [t for t in last_seen if t.startswith("NEW")]
 
-        not_found = {
+        box = coverage_mm[index] if coverage_mm and index < len(coverage_mm) else None
+        missing = [t for t in target_ids if found[t] is None and not fragments.get(t)]
+        not_imaged = {
             t: last_seen[t].recist_diameter_mm
-            for t in target_ids
-            if found[t] is None and not fragments.get(t)
+            for t in missing
+            if box is not None and not _inside(last_seen[t], box)
         }
-        now = [found[t] for t in target_ids]
+        not_found = {
+            t: last_seen[t].recist_diameter_mm for t in missing if t not in not_imaged
+        }
+        now = [found[t] for t in target_ids if t not in not_imaged]
         now += [f for t in target_ids for f in fragments.get(t, [])]
         current_sum = sum_of_diameters(now, rules)
         t_resp = (
-            target_response(now, baseline_sum, nadir, rules) if target_ids else None
+            target_response(now, baseline_sum, nadir, rules, evaluable=not not_imaged)
+            if target_ids
+            else None
         )
         nt_resp = non_target_response(
             [found[t] for t in non_target_ids], nt_nadir, rules
@@ -574,6 +591,7 @@ def assess_timeline(
                 tracking=tracking,
                 target_ids=target_ids,
                 not_found=not_found,
+                not_imaged=not_imaged,
             )
         )
         history.append((overall, day))
@@ -591,6 +609,17 @@ def assess_timeline(
             if lesion is not None:
                 last_seen[tid] = lesion
     return results
+
+
+def _inside(lesion: LesionMeasurement, box: Sequence[Sequence[float]]) -> bool:
+    """Whether a lesion's centroid lies in a scanned box, allowing half its
+    diameter beyond the edge (a lesion at the edge is still imaged)."""
+    margin = lesion.longest_diameter_mm / 2.0
+    low, high = box
+    return all(
+        lo - margin <= value <= hi + margin
+        for value, lo, hi in zip(lesion.centroid_mm, low, high, strict=True)
+    )
 
 
 def _fragment_of(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 __all__ = ["register"]
+
+_DICOM_UID = re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*")
 
 
 def register(app: typer.Typer) -> None:
@@ -73,6 +76,11 @@ def triage(
 
     if not study.strip():
         raise typer.BadParameter("must not be empty", param_hint="'--study'")
+    if not _DICOM_UID.fullmatch(study.strip()):
+        raise typer.BadParameter(
+            "not a DICOM UID (digits and dots, at most 64 characters)",
+            param_hint="'--study'",
+        )
     if pacs and "://" not in pacs and not Path(pacs).is_dir():
         raise typer.BadParameter(
             f"no PACS store folder at {pacs}", param_hint="'--pacs'"
