@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from triallens.errors import ConfigurationError
 
-__all__ = ["make_engine"]
+__all__ = ["display_url", "make_engine"]
 
 
 def make_engine(url: str) -> Engine:
@@ -26,7 +26,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigurationError(
-            f"not a database URL TrialLens can open: {_redacted(url)!r} "
+            f"not a database URL TrialLens can open: {display_url(url)!r} "
             "(use sqlite:///PATH or postgresql://...)"
         ) from exc
     if engine.dialect.name == "sqlite":
@@ -42,11 +42,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _redacted(url: str) -> str:
-    """The URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+def display_url(url: str) -> str:
+    """A database URL without its credentials, for messages and listings."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"

@@ -321,7 +321,7 @@ def _coverage_mm(volume: Any) -> list[list[float]]:
     corners = np.array(
         [[a, b, c] for a in (0, i) for b in (0, j) for c in (0, k)], dtype=float
     )
-    points = np.array([volume.index_to_patient(c) for c in corners])
+    points = volume.index_to_patient(corners)
     return [points.min(axis=0).tolist(), points.max(axis=0).tolist()]
 
 

@@ -323,8 +323,6 @@ def _relink_edc_trace(ctx: TriageContext, record_id: str, trace_id: str) -> None
     record unchanged. The resuming run's trace is the complete one, and the
     stored result cites it, so the record is pointed at it too (audited).
     """
-    if ctx.edc.get_record(record_id).trace_id == trace_id:
-        return
     ctx.edc.relink_trace(
         record_id,
         trace_id,

@@ -59,8 +59,7 @@ def haemorrhage_volume_ml(mask: np.ndarray, volume: SeriesVolume) -> float:
         If the mask does not match the volume's shape.
     """
     mask = _checked(mask, volume)
-    voxel_mm3 = abs(float(np.linalg.det(volume.affine[:3, :3])))
-    return float(mask.sum() * voxel_mm3 / 1000.0)
+    return float(mask.sum() * volume.voxel_volume_mm3 / 1000.0)
 
 
 def abc2(mask: np.ndarray, volume: SeriesVolume) -> Abc2Result:

@@ -151,7 +151,7 @@ def measure_lesions_with_geometry(
             f"series {volume.series_uid} is not measurable: "
             f"{volume.not_measurable_reason or 'no reason given'}"
         )
-    voxel_ml = abs(float(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
+    voxel_ml = volume.voxel_volume_mm3 / 1000.0
     structure = np.ones((3, 3, 3), dtype=bool)
     labels = _unify_touching_classes(labels, probabilities, structure)
     if refine is None:
@@ -162,7 +162,7 @@ def measure_lesions_with_geometry(
             labels, volume.pixels, tuple(LABEL_CLASSES), drop_low_contrast=True
         )
     instances = finding_instances(
-        labels, _spacing(volume), tuple(LABEL_CLASSES), split=refine
+        labels, volume.spacing, tuple(LABEL_CLASSES), split=refine
     )
     boxes = ndimage.find_objects(instances)
     classes = _instance_classes(instances, boxes, labels, probabilities)
@@ -345,12 +345,6 @@ def _confidence(
     own = component & drawn
     values = probability[own] if own.any() else probability[component]
     return float(values.mean())
-
-
-def _spacing(volume: SeriesVolume) -> tuple[float, float, float]:
-    """Voxel size (slice, row, column) in mm from the affine's columns."""
-    columns = np.linalg.norm(np.asarray(volume.affine)[:3, :3], axis=0)
-    return (float(columns[2]), float(columns[1]), float(columns[0]))
 
 
 def _shifted(

@@ -50,7 +50,8 @@ class Edc(Protocol):
         self, record_id: str, trace_id: str, *, actor: str, role: str, reason: str
     ) -> EdcRecord:
         """Point a machine-derived record at the trace that completed it
-        (after an interrupted run); audited with the old and new trace."""
+        (after an interrupted run); audited with the old and new trace, and
+        a no-op when the record already cites it."""
         ...
 
     def get_record(self, record_id: str) -> EdcRecord: ...

@@ -179,9 +179,13 @@ class RwsEdc:
         self, record_id: str, trace_id: str, *, actor: str, role: str, reason: str
     ) -> EdcRecord:
         """Point a record at the trace that completed it (an ODM Update of the
-        form's provenance; the EDC audits the change)."""
+        form's provenance; the EDC audits the change). Nothing is posted when
+        the record already cites ``trace_id``."""
+        record = self.get_record(record_id)
+        if record.trace_id == trace_id:
+            return record
         return self._update_form(
-            self.get_record(record_id),
+            record,
             user=self.username,
             provenance={"trace_id": trace_id},
             reason=reason,

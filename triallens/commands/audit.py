@@ -31,14 +31,6 @@ def _databases(database: list[str] | None) -> list[str]:
     )
 
 
-def _label(url: str) -> str:
-    """A database URL without credentials, for display."""
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}://{rest}"
-
-
 @audit_app.command("verify")
 def verify(
     database: Annotated[
@@ -54,12 +46,13 @@ def verify(
     from rich.console import Console
 
     from triallens.audit import AuditTrail
+    from triallens.db import display_url
     from triallens.errors import ConfigurationError
 
     console = Console(soft_wrap=True)
     broken = False
     for url in _databases(database):
-        label = _label(url)
+        label = display_url(url)
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
             if database:
                 # A database named on the command line: more likely a typo.
@@ -144,6 +137,7 @@ def show(
     from rich.markup import escape
 
     from triallens.audit import AuditTrail
+    from triallens.db import display_url
 
     def compact(value: object) -> str:
         return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
@@ -153,11 +147,11 @@ def show(
         entries = AuditTrail(url).show(entity, limit=limit)
         if not entries:
             console.print(
-                f"no audit records for {entity or 'any entity'} in {_label(url)}",
+                f"no audit records for {entity or 'any entity'} in {display_url(url)}",
                 highlight=False,
             )
             continue
-        console.print(f"[bold]{_label(url)}[/]", highlight=False)
+        console.print(f"[bold]{display_url(url)}[/]", highlight=False)
         for entry in entries:
             line = (
                 f"#{entry.seq} {entry.recorded_at} {entry.actor} ({entry.role}) "
