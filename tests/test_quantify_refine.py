@@ -336,3 +336,96 @@ def test_the_field_of_view_edge_counts_as_outside():
     padded = np.pad(labels, ((0, 0), (4, 0), (0, 0)))
     cut = finding_instances(labels, spacing).max()
     assert cut == finding_instances(padded, spacing).max()
+
+
+def _disk(n: int, centre: tuple[float, float], radius_px: float) -> np.ndarray:
+    jj, ii = np.mgrid[:n, :n]
+    return (jj - centre[0]) ** 2 + (ii - centre[1]) ** 2 <= radius_px**2
+
+
+def test_a_wide_end_slice_holding_a_sliver_does_not_set_the_levels():
+    """A 5 mm end slice holds only a small cap of the node, but the network
+    drew it wider than the middle. Its core is mostly surrounding tissue, so
+    levels taken there would leave the whole finding as drawn."""
+    n = 48
+    rng = np.random.default_rng(4)
+    image = rng.normal(40.0, 6.0, (3, n, n)).astype(np.float32)
+    middle = _disk(n, (24, 24), 6.0)
+    cap = _disk(n, (24, 24), 2.5)
+    image[1][middle] += 40.0
+    image[2][cap] += 40.0
+    labels = np.zeros((3, n, n), dtype=np.uint8)
+    labels[1][_disk(n, (24, 24), 7.0)] = 2
+    labels[2][_disk(n, (24, 24), 8.0)] = 2
+    refined, (record,) = refine_labels(labels, image)
+    assert record.refined
+    assert record.lesion_level == pytest.approx(80.0, abs=5.0)
+    affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
+    expected = slice_diameters(middle, affine).short_mm
+    vol = phantom_volume(image, (SLICE, PIXEL, PIXEL), (0.0, 0.0, 0.0))
+    (node,) = measure_lesions(labels, vol, refine=True)
+    assert node.slice_index == 1
+    assert node.short_axis_mm == pytest.approx(expected, abs=1.0)
+    assert slice_diameters(refined[2] > 0, affine).short_mm < expected - 5.0
+
+
+def test_a_bright_vessel_behind_the_liver_does_not_move_a_dark_lesions_edge():
+    """A 45 HU lesion in 105 HU liver with a 180 HU vessel three pixels
+    beyond its edge: the local level there is the vessel's, which would let
+    the liver between them join the lesion."""
+    n = 64
+    rng = np.random.default_rng(6)
+    image = rng.normal(105.0, 6.0, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, (32, 28), 8.0)
+    image[1][lesion] = rng.normal(45.0, 6.0, int(lesion.sum()))
+    image[:, 20:44, 39:47] = 180.0
+    labels = lesion[None].repeat(3, axis=0) & (np.arange(3) == 1)[:, None, None]
+    drawn = labels.astype(np.uint8)
+    refined, (record,) = refine_labels(drawn, image)
+    assert record.refined
+    affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
+    expected = slice_diameters(lesion, affine)
+    got = slice_diameters(refined[1] > 0, affine)
+    assert got.longest_mm == pytest.approx(expected.longest_mm, abs=1.0)
+    assert int((refined[1].astype(bool) ^ lesion).sum()) <= 6
+
+
+def test_edge_pixels_brighter_than_a_node_stay_in_and_a_vessel_stays_out():
+    """Inside a 75 HU node against 45 HU tissue, pixels 20 HU brighter than
+    the node are still node; a 180 HU vessel touching it is not."""
+    n = 48
+    image = np.full((3, n, n), 45.0, dtype=np.float32)
+    node = _disk(n, (24, 24), 7.0)
+    image[1][node] = 75.0
+    bright = node & ~_disk(n, (24, 24), 5.0) & (np.mgrid[:n, :n][1] < 24)
+    image[1][bright] = 95.0
+    image[1, 20:28, 32:38] = 180.0
+    labels = (node[None] & (np.arange(3) == 1)[:, None, None]).astype(np.uint8) * 2
+    refined, (record,) = refine_labels(labels, image)
+    assert record.refined
+    assert refined[1][bright].all()
+    assert not refined[1, 20:28, 32:38].any()
+    assert int((refined[1].astype(bool) ^ node).sum()) == 0
+
+
+def test_a_slice_where_the_network_took_in_an_organ_does_not_set_the_levels():
+    """A 35 HU lung lesion on two slices; on a third the network's outline
+    covers the dome of a 110 HU organ. That slice's core stands out most from
+    the lung, but not from its own ring: levels taken there would leave no
+    contrast and the lesion would be dropped."""
+    n = 48
+    rng = np.random.default_rng(9)
+    image = rng.normal(-850.0, 12.0, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, (24, 24), 6.0)
+    image[0][lesion] = 35.0
+    image[1][lesion] = 35.0
+    organ = _disk(n, (24, 24), 14.0)
+    image[2][organ] = 110.0
+    labels = np.zeros((3, n, n), dtype=np.uint8)
+    labels[0][lesion] = 1
+    labels[1][lesion] = 1
+    labels[2][_disk(n, (24, 24), 8.0)] = 1
+    refined, (record,) = refine_labels(labels, image, drop_low_contrast=True)
+    assert record.refined
+    assert record.lesion_level == pytest.approx(35.0, abs=5.0)
+    assert np.array_equal(refined[1] > 0, lesion)

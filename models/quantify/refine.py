@@ -12,7 +12,9 @@ For every finding (a connected foreground object of the label mask):
 
 1. the lesion level is the median intensity of the finding's core (the mask
    eroded by one pixel in plane, or the whole finding when that is empty) on
-   its widest slice, where partial volume across slices matters least;
+   its reference slice: of its wider slices, the one whose core stands out
+   most from the surroundings, where partial volume across slices matters
+   least (a thick end slice holding a sliver of the lesion does not);
 2. the surrounding level is the median intensity of a ring two to
    ``ring_px`` pixels outside the finding on that slice, excluding other
    findings;
@@ -22,12 +24,16 @@ For every finding (a connected foreground object of the label mask):
    the lesion level than half way to the surroundings next to it: the mean of
    the ring's outer pixels (three or more out) around the outer pixel nearest
    to the voxel, so that a node half in fat and half against muscle gets its
-   edge against each (the median level on slices without a ring). This also
-   excludes brighter or darker neighbours such as vessels or air. The voxel
-   must also be connected in plane to the network's finding on the same
-   slice within ``grow_px`` pixels of it, never touching another finding (so
-   that findings stay apart); holes are filled. The slices a finding spans
-   stay those the network drew.
+   edge against each, unless the surrounding level of step 2 lies nearer to
+   the lesion's (a vessel behind the liver, or fat behind the soft tissue
+   next to a node, does not move the edge); that level on slices without a
+   ring. On the far side of the lesion level a voxel may lie no further from
+   it than the surroundings do, which keeps out brighter or darker
+   neighbours such as vessels or air. The voxel must also be connected in
+   plane to the network's finding on the same slice within ``grow_px``
+   pixels of it, never touching another finding (so that findings stay
+   apart); holes are filled. The slices a finding spans stay those the
+   network drew.
 """
 
 from __future__ import annotations
@@ -141,7 +147,7 @@ def refine_labels(
         near = ndimage.binary_dilation(inside, plane, iterations=1)
         far = ndimage.binary_dilation(inside, plane, iterations=ring_px)
         ring = far & ~near & ~others & seen
-        widest = int(np.argmax(inside.reshape(inside.shape[0], -1).sum(axis=1)))
+        widest = _reference_slice(hu, core, ring, min_contrast)
         if not ring[widest].any() or not core[widest].any():
             records.append(RefinedFinding(label, float("nan"), float("nan"), False))
             if drop_low_contrast and not core[widest].any():
@@ -159,10 +165,21 @@ def refine_labels(
         # The outer part of the ring only: the pixels next to a network
         # outline drawn too small still carry some of the lesion's signal.
         outer = ring & ~ndimage.binary_dilation(inside, plane, iterations=2)
-        surround = (
-            _local_level(hu, outer, level_out, local_px) if local_px else level_out
-        )
-        candidate = np.abs(hu - level_in) < 0.5 * np.abs(level_in - surround)
+        surround: np.ndarray | float = level_out
+        if local_px:
+            local = _local_level(hu, outer, level_out, local_px)
+            # Tissue beyond the one next to the edge (a vessel behind the
+            # liver, fat behind a muscle) must not pull the level away from
+            # the lesion: of the local and the slice level, the one nearer to
+            # the lesion's level counts.
+            nearer = np.abs(local - level_in) < abs(level_out - level_in)
+            surround = np.where(nearer, local, level_out)
+        # Closer to the lesion's level than half way to the surroundings; on
+        # the far side, no further from it than the surroundings are (a
+        # vessel next to a node, air next to a lung lesion stay out).
+        offset = (hu - level_in) * np.sign(level_in - surround)
+        reach = np.abs(level_in - surround)
+        candidate = (offset > -0.5 * reach) & (offset < reach)
         allowed = ndimage.binary_dilation(inside, plane, iterations=grow_px)
         allowed &= candidate & ~keep_off
         grown = np.zeros_like(inside)
@@ -190,6 +207,39 @@ def refine_labels(
         taken[grown] = True
         record.refined = True
     return out, records
+
+
+def _reference_slice(
+    image: np.ndarray, core: np.ndarray, ring: np.ndarray, min_contrast: float
+) -> int:
+    """The slice whose levels describe the finding best.
+
+    Of the slices where the finding's core has at least half of its largest
+    area and that stand out from their own ring by ``min_contrast``, the one
+    whose core lies farthest from the finding's surroundings (the median of
+    its whole ring), on the lesion's side of them; the widest slice when no
+    slice qualifies. Partial volume across a thick slice pulls an end slice
+    towards the surroundings: a network may draw it as wide as the middle,
+    but it holds only a sliver of the lesion, and its level would put the
+    edge in the wrong place.
+    """
+    areas = core.reshape(core.shape[0], -1).sum(axis=1)
+    widest = int(np.argmax(areas))
+    if not ring.any() or not core[widest].any():
+        return widest
+    outside = float(np.median(image[ring]))
+    sign = 1.0 if float(np.median(image[widest][core[widest]])) >= outside else -1.0
+    best, best_contrast = widest, -np.inf
+    for k in np.flatnonzero(areas >= 0.5 * areas.max()):
+        if not ring[k].any():
+            continue
+        level = float(np.median(image[k][core[k]]))
+        if not abs(level - float(np.median(image[k][ring[k]]))) >= min_contrast:
+            continue  # no edge on this slice (e.g. the network took in an organ)
+        contrast = sign * (level - outside)
+        if contrast > best_contrast:
+            best, best_contrast = int(k), contrast
+    return best
 
 
 def _local_level(
