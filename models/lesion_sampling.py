@@ -123,8 +123,8 @@ def sample_specs(
     rng: np.random.Generator,
     n_lesions: int,
     n_nodes: int,
-    diameter_range_mm: tuple[float, float] = (4.0, 50.0),
-    node_short_axis_range_mm: tuple[float, float] = (6.0, 30.0),
+    diameter_range_mm: tuple[float, float] = (4.0, 60.0),
+    node_short_axis_range_mm: tuple[float, float] = (6.0, 40.0),
 ) -> list[LesionSpec]:
     """Several non-overlapping lesions and nodes for one phantom."""
     specs: list[LesionSpec] = []
@@ -148,10 +148,10 @@ def sample_specs(
 
 
 def _size(bounds: tuple[float, float], rng: np.random.Generator) -> float:
-    """A size with a quarter of the draws in the smallest fifth of the range."""
+    """A size with a third of the draws in the smallest fifth of the range."""
     low, high = bounds
     split = low + 0.2 * (high - low)
-    if rng.random() < 0.25:
+    if rng.random() < 1.0 / 3.0:
         return float(rng.uniform(low, split))
     return float(rng.uniform(split, high))
 

@@ -46,7 +46,7 @@ def phantom_volume(
 
 def ct_subject(rng: np.random.Generator, contrast: bool | None = None) -> CtSubject:
     """A random torso CT: pixels 1.2-1.8 mm, slices 2.5-7.5 mm, 2-5 lesions of
-    4-50 mm and 1-3 nodes of 6-30 mm short axis; contrast-enhanced in four of
+    4-60 mm and 1-3 nodes of 6-40 mm short axis; contrast-enhanced in four of
     five subjects unless ``contrast`` says otherwise."""
     pixel = float(rng.uniform(1.2, 1.8))
     step = float(rng.choice([2.5, 3.0, 4.0, 5.0, 5.0, 7.5]))

@@ -20,10 +20,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Sample:
-    """One training volume on the model grid: normalised image and labels."""
+    """One training volume on the model grid: normalised image and labels.
+
+    ``findings`` holds the voxel indices of each connected labelled object, so
+    that patches can be centred on a finding chosen at random, each as likely
+    as the next whatever its size.
+    """
 
     image: np.ndarray
     labels: np.ndarray
+    findings: list[np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from scipy import ndimage
+
+        objects, _ = ndimage.label(self.labels > 0, np.ones((3, 3, 3), dtype=bool))
+        self.findings = [
+            np.argwhere(objects[box] == index) + [s.start for s in box]
+            for index, box in enumerate(ndimage.find_objects(objects), start=1)
+            if box is not None
+        ]
 
 
 @dataclass
@@ -336,8 +352,10 @@ def _batch(
     for n in range(size):
         sample = samples[int(rng.integers(len(samples)))]
         shape = sample.image.shape
-        if rng.random() < foreground_fraction and sample.labels.any():
-            points = np.argwhere(sample.labels > 0)
+        if rng.random() < foreground_fraction and sample.findings:
+            # A finding first, then a voxel of it: a 5 mm lesion is the
+            # centre of as many patches as a 50 mm one.
+            points = sample.findings[int(rng.integers(len(sample.findings)))]
             centre = points[int(rng.integers(len(points)))]
             centre = centre + rng.integers(-np.array(roi) // 4, np.array(roi) // 4 + 1)
         else:

@@ -37,8 +37,8 @@ NETWORK = {
 TRAINING_DATA = (
     "Synthetic torso CT phantoms (models.phantoms.ct_torso_phantom), 80 %"
     " contrast-enhanced: pixels 1.2-1.8 mm, slices 2.5-7.5 mm, 2-5 ellipsoidal"
-    " lesions of 4-50 mm in liver, lungs, spleen and kidneys and 1-3 mesenteric or"
-    " para-aortic lymph nodes of 6-30 mm short axis per subject"
+    " lesions of 4-60 mm in liver, lungs, spleen and kidneys and 1-3 mesenteric or"
+    " para-aortic lymph nodes of 6-40 mm short axis per subject"
     " (models.lesion_sampling), Gaussian noise 12 HU."
 )
 
