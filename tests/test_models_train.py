@@ -60,9 +60,8 @@ def test_training_smoke_writes_a_loadable_bundle(tmp_path):
 
 SHIPPED_CT_SHORTFALL = (
     "the shipped recist_ct misses some measurable lesions on these random "
-    "phantoms (a 12.2 mm liver lesion and a 15.2 mm lung lesion; sensitivity "
-    "for measurable lesions about 0.87 on held-out phantoms); it needs more "
-    "training"
+    "phantoms (an 11.2 mm kidney lesion; sensitivity for measurable lesions "
+    "about 0.96 on held-out phantoms); it needs more training"
 )
 
 
