@@ -20,9 +20,9 @@ __all__ = ["LESION_ORGANS", "inside", "sample_lesion", "sample_node", "sample_sp
 
 #: Organs that may hold non-nodal lesions, with their sampling weights.
 LESION_ORGANS: dict[str, float] = {
-    "liver": 0.45,
-    "lung_right": 0.15,
-    "lung_left": 0.15,
+    "liver": 0.35,
+    "lung_right": 0.2,
+    "lung_left": 0.2,
     "spleen": 0.1,
     "kidney_right": 0.075,
     "kidney_left": 0.075,
@@ -50,15 +50,18 @@ def sample_lesion(
     rng: np.random.Generator,
     lesion_id: str = "L",
     tries: int = 200,
+    thickness: tuple[float, float] = (0.5, 1.1),
 ) -> LesionSpec | None:
     """A lesion of longest diameter ``diameter_mm`` wholly inside ``organ``.
 
-    Returns ``None`` when no position fits within ``z_range`` (phantom mm).
+    Its extent across slices is a random fraction (``thickness``) of its
+    longest in-plane one. Returns ``None`` when no position fits within
+    ``z_range`` (phantom mm).
     """
     host = anatomy.organ(organ)
     a = diameter_mm / 2.0
     b = a * float(rng.uniform(0.6, 1.0))
-    c = max(a * float(rng.uniform(0.5, 1.1)), 2.0)
+    c = max(a * float(rng.uniform(*thickness)), 2.0)
     angle = float(rng.uniform(0.0, 180.0))
     for _ in range(tries):
         point = _point_in(host, rng)
@@ -140,7 +143,15 @@ def sample_specs(
             else:
                 organ = organs[int(rng.choice(len(organs), p=weights))]
                 size = _size(diameter_range_mm, rng)
-                spec = sample_lesion(anatomy, organ, z_range, size, rng, f"L{n:02d}")
+                spec = sample_lesion(
+                    anatomy,
+                    organ,
+                    z_range,
+                    size,
+                    rng,
+                    f"L{n:02d}",
+                    thickness=(0.3, 1.1),
+                )
             if spec is not None and not any(_overlap(spec, s) for s in specs):
                 specs.append(spec)
                 break
