@@ -128,8 +128,13 @@ def sample_specs(
     n_nodes: int,
     diameter_range_mm: tuple[float, float] = (4.0, 60.0),
     node_short_axis_range_mm: tuple[float, float] = (6.0, 40.0),
+    thickness: tuple[float, float] = (0.3, 1.1),
 ) -> list[LesionSpec]:
-    """Several non-overlapping lesions and nodes for one phantom."""
+    """Several non-overlapping lesions and nodes for one phantom.
+
+    ``thickness`` is the range of a lesion's extent across slices as a
+    fraction of its longest diameter (see :func:`sample_lesion`).
+    """
     specs: list[LesionSpec] = []
     organs = list(LESION_ORGANS)
     weights = np.array(list(LESION_ORGANS.values()))
@@ -144,13 +149,7 @@ def sample_specs(
                 organ = organs[int(rng.choice(len(organs), p=weights))]
                 size = _size(diameter_range_mm, rng)
                 spec = sample_lesion(
-                    anatomy,
-                    organ,
-                    z_range,
-                    size,
-                    rng,
-                    f"L{n:02d}",
-                    thickness=(0.3, 1.1),
+                    anatomy, organ, z_range, size, rng, f"L{n:02d}", thickness=thickness
                 )
             if spec is not None and not any(_overlap(spec, s) for s in specs):
                 specs.append(spec)

@@ -288,11 +288,22 @@ def test_a_node_touching_a_lesion_keeps_its_own_class():
     assert node.confidence > 0.8
 
 
+def _disk(n: int, centre: tuple[float, float], radius_px: float) -> np.ndarray:
+    jj, ii = np.mgrid[:n, :n]
+    return (jj - centre[0]) ** 2 + (ii - centre[1]) ** 2 <= radius_px**2
+
+
+def _on_middle_slice(mask: np.ndarray, label: int) -> np.ndarray:
+    """A three-slice label array holding ``mask`` on its middle slice."""
+    labels = np.zeros((3, *mask.shape), dtype=np.uint8)
+    labels[1][mask] = label
+    return labels
+
+
 def _disk_stack(slices: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """An 80 HU disk lesion on every slice of a 0 HU background."""
     n = 48
-    jj, ii = np.mgrid[:n, :n]
-    disk = (jj - 24) ** 2 + (ii - 24) ** 2 <= 6**2
+    disk = _disk(n, (24, 24), 6.0)
     labels = np.zeros((slices, n, n), dtype=np.uint8)
     labels[:, disk] = 1
     image = np.where(labels > 0, 80.0, 0.0).astype(np.float32)
@@ -338,11 +349,6 @@ def test_the_field_of_view_edge_counts_as_outside():
     assert cut == finding_instances(padded, spacing).max()
 
 
-def _disk(n: int, centre: tuple[float, float], radius_px: float) -> np.ndarray:
-    jj, ii = np.mgrid[:n, :n]
-    return (jj - centre[0]) ** 2 + (ii - centre[1]) ** 2 <= radius_px**2
-
-
 def test_a_wide_end_slice_holding_a_sliver_does_not_set_the_levels():
     """A 5 mm end slice holds only a small cap of the node, but the network
     drew it wider than the middle. Its core is mostly surrounding tissue, so
@@ -379,8 +385,7 @@ def test_a_bright_vessel_behind_the_liver_does_not_move_a_dark_lesions_edge():
     lesion = _disk(n, (32, 28), 8.0)
     image[1][lesion] = rng.normal(45.0, 6.0, int(lesion.sum()))
     image[:, 20:44, 39:47] = 180.0
-    labels = lesion[None].repeat(3, axis=0) & (np.arange(3) == 1)[:, None, None]
-    drawn = labels.astype(np.uint8)
+    drawn = _on_middle_slice(lesion, 1)
     refined, (record,) = refine_labels(drawn, image)
     assert record.refined
     affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
@@ -400,7 +405,7 @@ def test_edge_pixels_brighter_than_a_node_stay_in_and_a_vessel_stays_out():
     bright = node & ~_disk(n, (24, 24), 5.0) & (np.mgrid[:n, :n][1] < 24)
     image[1][bright] = 95.0
     image[1, 20:28, 32:38] = 180.0
-    labels = (node[None] & (np.arange(3) == 1)[:, None, None]).astype(np.uint8) * 2
+    labels = _on_middle_slice(node, 2)
     refined, (record,) = refine_labels(labels, image)
     assert record.refined
     assert refined[1][bright].all()

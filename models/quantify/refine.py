@@ -102,7 +102,7 @@ def refine_labels(
         Half-width, in pixels, of the in-plane window over which the ring's
         outer pixels are averaged; each voxel takes the average at the outer
         pixel nearest to it as its surrounding level. 0 uses the single median
-        level of the widest slice for every voxel.
+        level of the reference slice for every voxel.
 
     Returns
     -------
@@ -147,14 +147,14 @@ def refine_labels(
         near = ndimage.binary_dilation(inside, plane, iterations=1)
         far = ndimage.binary_dilation(inside, plane, iterations=ring_px)
         ring = far & ~near & ~others & seen
-        widest = _reference_slice(hu, core, ring, min_contrast)
-        if not ring[widest].any() or not core[widest].any():
+        reference = _reference_slice(hu, core, ring, min_contrast)
+        if not ring[reference].any() or not core[reference].any():
             records.append(RefinedFinding(label, float("nan"), float("nan"), False))
-            if drop_low_contrast and not core[widest].any():
+            if drop_low_contrast and not core[reference].any():
                 out[region][inside] = 0  # no pixel of it has a value
             continue
-        level_in = float(np.median(hu[widest][core[widest]]))
-        level_out = float(np.median(hu[widest][ring[widest]]))
+        level_in = float(np.median(hu[reference][core[reference]]))
+        level_out = float(np.median(hu[reference][ring[reference]]))
         record = RefinedFinding(label, level_in, level_out, False)
         records.append(record)
         contrast = abs(level_in - level_out)
