@@ -6,6 +6,16 @@ sliding-window inference, and the class probabilities are scaled back to the
 native grid before the arg-max, so the labels line up voxel for voxel with the
 input. Inference is deterministic: no dropout, no test-time randomness, fixed
 thread count, deterministic algorithms.
+
+When the native slices fall between the model's working slices (3 mm slices
+for a model working at 2.5 mm), a lesion a slice or two thick is blurred into
+its neighbours by the resampling and can be missed depending on where it falls.
+The network then runs twice, on working grids offset by half a working slice,
+and the two outputs are interleaved into one grid at half the working slice
+spacing before they are scaled back; each native slice is then at most a
+quarter of a working slice from a slice the network saw. Where every native
+slice lies on a working slice (2.5 or 5 mm for a 2.5 mm model) one pass is
+exact and only one runs.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ __all__ = [
     "from_model_grid",
     "model_grid_shape",
     "normalise",
+    "slices_between_working_slices",
     "to_model_grid",
 ]
 
@@ -93,6 +104,28 @@ def from_model_grid(channels: Any, shape: tuple[int, int, int]) -> Any:
     )[0]
 
 
+def slices_between_working_slices(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    target: tuple[float, float, float],
+) -> bool:
+    """Whether some native slices fall between the model's working slices.
+
+    True when the grid at half the working slice spacing
+    (:func:`model_grid_shape`) does not put every native slice on one of its
+    even slices, which are the working slices; a single slice, a model that
+    keeps the native slice spacing, or a grid too short to split is never
+    run twice.
+    """
+    n = shape[0]
+    if n < 2 or target[0] <= 0:
+        return False
+    steps = model_grid_shape(shape, spacing, (target[0] / 2.0, 0.0, 0.0))[0] - 1
+    if steps < 2:
+        return False
+    return steps % (n - 1) != 0 or (steps // (n - 1)) % 2 != 0
+
+
 def normalise(array: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """Scale intensities from [a_min, a_max] to [b_min, b_max] (clipped)."""
     scaled = (array - prep.a_min) / (prep.a_max - prep.a_min)
@@ -135,33 +168,60 @@ class Segmenter:
     def segment_with_probabilities(self, volume: SeriesVolume) -> Segmentation:
         """Labels and per-class probabilities on the native grid of ``volume``."""
         import torch
-        from monai.inferers import sliding_window_inference
 
         prep = self.bundle.preprocessing
         if torch.get_num_threads() > MAX_THREADS:
             torch.set_num_threads(MAX_THREADS)
         native_shape = volume.shape
-        image = to_model_grid(volume.pixels, volume.spacing, prep.spacing_mm)
+        target = prep.spacing_mm
+        half = (target[0] / 2.0, target[1], target[2])
+        two_pass = slices_between_working_slices(native_shape, volume.spacing, target)
+        image = to_model_grid(
+            volume.pixels, volume.spacing, half if two_pass else target
+        )
         image = normalise(image, prep)
-        tensor = torch.from_numpy(image)[None, None].to(self.device)
         with torch.inference_mode():
-            logits = sliding_window_inference(
-                tensor,
-                roi_size=prep.roi_size,
-                sw_batch_size=prep.sw_batch_size,
-                predictor=self.network,
-                overlap=prep.overlap,
-                mode="gaussian",
-                padding_mode="constant",
-                cval=float(prep.b_min),
-            )
-            probabilities = torch.softmax(logits[0].float(), dim=0)
-            del logits
+            if two_pass:
+                even = self._probabilities(image[0::2])
+                odd = self._probabilities(image[1::2])
+                probabilities = torch.empty(
+                    (even.shape[0], image.shape[0], *even.shape[2:]),
+                    dtype=even.dtype,
+                    device=even.device,
+                )
+                probabilities[:, 0::2] = even
+                probabilities[:, 1::2] = odd
+                del even, odd
+            else:
+                probabilities = self._probabilities(image)
             probabilities = from_model_grid(probabilities, native_shape)
             labels = torch.argmax(probabilities, dim=0).to(torch.uint8)
-        logger.debug("segmented a volume of shape %s", native_shape)
+        logger.debug(
+            "segmented a volume of shape %s in %d pass(es)",
+            native_shape,
+            2 if two_pass else 1,
+        )
         return Segmentation(
             labels=labels.cpu().numpy(),
             probabilities=probabilities.cpu().numpy(),
             model_version=self.bundle.version,
         )
+
+    def _probabilities(self, image: np.ndarray) -> Any:
+        """Class probabilities ``[c, k, j, i]`` of a normalised model-grid image."""
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        prep = self.bundle.preprocessing
+        tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None]
+        logits = sliding_window_inference(
+            tensor.to(self.device),
+            roi_size=prep.roi_size,
+            sw_batch_size=prep.sw_batch_size,
+            predictor=self.network,
+            overlap=prep.overlap,
+            mode="gaussian",
+            padding_mode="constant",
+            cval=float(prep.b_min),
+        )
+        return torch.softmax(logits[0].float(), dim=0)

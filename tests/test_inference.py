@@ -14,6 +14,7 @@ from models.inference import (  # noqa: E402
     Segmenter,
     from_model_grid,
     model_grid_shape,
+    slices_between_working_slices,
     to_model_grid,
 )
 from models.quantify import measure_lesions  # noqa: E402
@@ -95,6 +96,43 @@ def test_labels_come_back_on_the_native_grid(spacing, orientation):
     assert np.allclose(lesion.centroid_mm, centre, atol=1.0)
     again = segmenter.segment(vol)
     assert np.array_equal(again, result.labels)
+
+
+@pytest.mark.parametrize(
+    ("slices", "spacing", "target", "expected"),
+    [
+        (24, 5.0, 2.5, False),
+        (120, 2.5, 2.5, False),
+        (40, 3.0, 2.5, True),
+        (40, 1.25, 2.5, True),
+        (80, 0.625, 2.5, True),
+        (1, 3.0, 2.5, False),
+        (40, 3.0, 0.0, False),
+    ],
+)
+def test_two_passes_only_where_native_slices_fall_between_working_slices(
+    slices, spacing, target, expected
+):
+    assert (
+        slices_between_working_slices(
+            (slices, 64, 64), (spacing, 1.0, 1.0), (target, 1.5, 1.5)
+        )
+        is expected
+    )
+
+
+@pytest.mark.parametrize("slab", range(1, 7))
+def test_a_one_slice_lesion_is_found_wherever_it_falls_between_working_slices(
+    slab,
+):
+    # 3 mm slices on a 2.5 mm model: slices 2 and 3 (6 and 9 mm) lie 1 mm from
+    # the nearest working slice, where the resampled slab (70 of a 100 window)
+    # falls below the network's threshold; at half a working slice it does not.
+    vol = make_volume((12, 24, 24), (3.0, 1.5, 1.5))
+    vol.pixels[slab, 6:18, 8:16] = 70.0
+    labels = Segmenter(_bundle(), device="cpu").segment(vol)
+    assert labels[slab, 6:18, 8:16].all()
+    assert labels.sum() == 12 * 8
 
 
 def test_volume_smaller_than_the_window_is_padded():
