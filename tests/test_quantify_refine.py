@@ -434,3 +434,59 @@ def test_a_slice_where_the_network_took_in_an_organ_does_not_set_the_levels():
     assert record.refined
     assert record.lesion_level == pytest.approx(35.0, abs=5.0)
     assert np.array_equal(refined[1] > 0, lesion)
+
+
+def test_a_large_lesion_drawn_as_an_open_ring_is_filled():
+    """A 45 HU lesion of 25 pixels radius in 105 HU liver that the network
+    drew as a ring open on one side: its inside lies more than ``grow_px``
+    from the outline, and the ring pixels nearest to much of it lie on the
+    lesion in the opening. All of it up to the ring's ends (column 60) joins;
+    beyond them only what lies within ``grow_px`` of the ring can."""
+    n = 80
+    rng = np.random.default_rng(12)
+    image = rng.normal(105.0, 12.0, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, (40, 40), 25.0)
+    image[1][lesion] = rng.normal(45.0, 12.0, int(lesion.sum()))
+    rows, columns = np.mgrid[:n, :n]
+    ring = lesion & ~_disk(n, (40, 40), 16.0)
+    ring &= ~((columns > 48) & (np.abs(rows - 40) < 14))
+    refined, (record,) = refine_labels(_on_middle_slice(ring, 1), image)
+    assert record.refined
+    got = refined[1] > 0
+    assert int((lesion & (columns <= 59) & ~got).sum()) <= 3
+    assert int((got & ~lesion).sum()) <= 2  # liver pixels as dark as the edge
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_a_thin_spur_of_lesion_like_tissue_does_not_lengthen_the_lesion(width):
+    """A 35 HU lung lesion whose edge meets a strip one or two pixels wide of
+    the same level (the mixture of lung and an organ's dome next to it): the
+    strip lies within ``grow_px`` of the network's outline but is not lesion."""
+    n = 48
+    rng = np.random.default_rng(width)
+    image = rng.normal(-850.0, 12.0, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, (24, 24), 6.0)
+    image[1][lesion] = rng.normal(35.0, 12.0, int(lesion.sum()))
+    image[1, 24 : 24 + width, 30:40] = 35.0
+    refined, (record,) = refine_labels(_on_middle_slice(lesion, 1), image)
+    assert record.refined
+    got = refined[1] > 0
+    assert got[lesion].all()
+    assert int((got & ~lesion).sum()) <= 1  # where the strip meets the edge
+    affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
+    expected = slice_diameters(lesion, affine).longest_mm
+    assert slice_diameters(got, affine).longest_mm == pytest.approx(expected, abs=0.5)
+
+
+def test_a_wide_extension_beyond_the_outline_still_joins():
+    """Growth three pixels across beyond the outline is lesion the network
+    drew short, and stays."""
+    n = 48
+    rng = np.random.default_rng(3)
+    image = rng.normal(105.0, 8.0, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, (24, 24), 8.0)
+    image[1][lesion] = rng.normal(45.0, 8.0, int(lesion.sum()))
+    drawn = lesion & (np.mgrid[:n, :n][1] <= 29)
+    refined, (record,) = refine_labels(_on_middle_slice(drawn, 1), image)
+    assert record.refined
+    assert int((refined[1].astype(bool) ^ lesion).sum()) <= 2

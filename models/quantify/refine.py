@@ -17,7 +17,8 @@ For every finding (a connected foreground object of the label mask):
    least (a thick end slice holding a sliver of the lesion does not);
 2. the surrounding level is the median intensity of a ring two to
    ``ring_px`` pixels outside the finding on that slice, excluding other
-   findings;
+   findings and what the finding's outline encloses (the inside of a ring
+   the network drew);
 3. when the two differ by less than ``min_contrast`` the finding is left as
    the network drew it (there is no edge to refine against) and flagged;
 4. otherwise a voxel belongs to the finding when its intensity lies closer to
@@ -25,15 +26,23 @@ For every finding (a connected foreground object of the label mask):
    the ring's outer pixels (three or more out) around the outer pixel nearest
    to the voxel, so that a node half in fat and half against muscle gets its
    edge against each, unless the surrounding level of step 2 lies nearer to
-   the lesion's (a vessel behind the liver, or fat behind the soft tissue
-   next to a node, does not move the edge); that level on slices without a
-   ring. On the far side of the lesion level a voxel may lie no further from
-   it than the surroundings do, which keeps out brighter or darker
-   neighbours such as vessels or air. The voxel must also be connected in
-   plane to the network's finding on the same slice within ``grow_px``
-   pixels of it, never touching another finding (so that findings stay
-   apart); holes are filled. The slices a finding spans stay those the
-   network drew.
+   the lesion's (a vessel behind the liver, or fat behind the soft tissue next
+   to a node, does not move the edge); the level of step 2 on slices without
+   a ring, and for voxels that the finding's outline encloses without
+   covering them (the inside of a ring the network drew). On the far
+   side of the lesion level a voxel may lie no further from it than the
+   surroundings do, which keeps out brighter or darker neighbours such as
+   vessels or air. The voxel must also be connected in plane to the network's
+   finding on the same slice, within ``grow_px`` pixels of it or inside the
+   convex hull of its outline on that slice (a large lesion that the network
+   drew as a ring or a crescent is filled), never touching another finding (so
+   that findings stay apart);
+5. what grows beyond the network's outline must be at least three pixels
+   across (an opening with a 3 x 3 cross): a spur one or two pixels wide is
+   noise at a low-contrast edge, or a mixture of two other tissues that
+   matches the lesion's level (lung and spleen at the dome next to a lung
+   lesion), and would lengthen the diameter it touches. Holes are filled.
+   The slices a finding spans stay those the network drew.
 """
 
 from __future__ import annotations
@@ -126,6 +135,7 @@ def refine_labels(
         return out, records
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = True
+    cross = ndimage.generate_binary_structure(2, 1)
     pad = np.array([1, ring_px + 1, ring_px + 1])
     shape = np.array(labels.shape)
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
@@ -146,7 +156,10 @@ def refine_labels(
         core = core & seen
         near = ndimage.binary_dilation(inside, plane, iterations=1)
         far = ndimage.binary_dilation(inside, plane, iterations=ring_px)
-        ring = far & ~near & ~others & seen
+        hulls = _convex_hulls(inside)
+        # What the outline encloses (the inside of a ring the network drew)
+        # is not the finding's surroundings.
+        ring = far & ~near & ~hulls & ~others & seen
         reference = _reference_slice(hu, core, ring, min_contrast)
         if not ring[reference].any() or not core[reference].any():
             records.append(RefinedFinding(label, float("nan"), float("nan"), False))
@@ -171,9 +184,11 @@ def refine_labels(
             # Tissue beyond the one next to the edge (a vessel behind the
             # liver, fat behind a muscle) must not pull the level away from
             # the lesion: of the local and the slice level, the one nearer to
-            # the lesion's level counts.
+            # the lesion's level counts. What the outline encloses without
+            # covering it (the inside of a ring) takes the slice level: the
+            # ring pixels nearest to it may lie on lesion the network left out.
             nearer = np.abs(local - level_in) < abs(level_out - level_in)
-            surround = np.where(nearer, local, level_out)
+            surround = np.where(nearer & ~(hulls & ~inside), local, level_out)
         # Closer to the lesion's level than half way to the surroundings; on
         # the far side, no further from it than the surroundings are (a
         # vessel next to a node, air next to a lung lesion stay out).
@@ -181,6 +196,7 @@ def refine_labels(
         reach = np.abs(level_in - surround)
         candidate = (offset > -0.5 * reach) & (offset < reach)
         allowed = ndimage.binary_dilation(inside, plane, iterations=grow_px)
+        allowed |= hulls
         allowed &= candidate & ~keep_off
         grown = np.zeros_like(inside)
         seeded = []
@@ -190,6 +206,9 @@ def refine_labels(
                 continue
             seeded.append(k)
             layer = ndimage.binary_propagation(seeds, mask=allowed[k])
+            layer = ndimage.binary_fill_holes(layer)
+            solid = ndimage.binary_opening(layer, cross) | (layer & inside[k])
+            layer = ndimage.binary_propagation(seeds, mask=solid)
             grown[k] = ndimage.binary_fill_holes(layer)
         if not seeded:
             continue
@@ -240,6 +259,29 @@ def _reference_slice(
         if contrast > best_contrast:
             best, best_contrast = int(k), contrast
     return best
+
+
+def _convex_hulls(mask: np.ndarray) -> np.ndarray:
+    """Per slice, the pixels whose centres lie in the convex hull of ``mask``.
+
+    A slice whose pixels are too few or all in a line keeps its own pixels.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = mask.copy()
+    rows, cols = np.indices(mask.shape[1:])
+    centres = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.float64)
+    for k in range(mask.shape[0]):
+        points = np.argwhere(mask[k]).astype(np.float64)
+        if len(points) < 3:
+            continue
+        try:
+            hull = ConvexHull(points)
+        except QhullError:
+            continue  # collinear: the pixels are their own hull
+        distance = centres @ hull.equations[:, :2].T + hull.equations[:, 2]
+        out[k] |= (distance <= 1e-9).all(axis=1).reshape(mask.shape[1:])
+    return out
 
 
 def _local_level(
