@@ -164,7 +164,9 @@ synthetic phantoms. Its outputs on real CT are meaningless.
   one residual unit per level; input one channel (HU windowed -200..300 to 0..1);
   output three classes: background, non-nodal lesion, lymph node.
 - Working grid: slices 2.5 mm, pixels 1.5 x 1.5 mm; the TrialLens runner
-  rescales each series to this grid and the probabilities back.
+  rescales each series to this grid and the probabilities back. Where the
+  series' slices fall between working slices (3 mm slices, say), it runs the
+  network twice, on grids half a working slice apart, and interleaves the two.
 - Sliding window {list(PREPROCESSING.roi_size)} (slices, rows, columns),
   Gaussian blending, overlap {PREPROCESSING.overlap}.
 
@@ -183,13 +185,14 @@ with the larger summed probability), each finding is redrawn at its
 half-contrast edge in the image (`models.quantify.refine`: the level half-way
 between the finding's core and the tissue next to each edge voxel, which is
 where a voxel is half covered by the lesion, so a node between fat and muscle
-gets its edge against each), findings that differ from their surroundings by
-less than 20 HU are dropped as having no visible edge, findings that touch
-are divided among the cores of their distance-to-edge map, each voxel going
-to the nearest core and parts that meet through a wide neck staying one
-finding (`models.quantify.refine.finding_instances`), each part takes the
-class with the larger summed probability over its own voxels, and findings
-with a mean class probability below 0.6 (over the voxels the network
+gets its edge against each; what the network's outline encloses is filled, and
+nothing narrower than three pixels grows beyond it), findings that differ from
+their surroundings by less than 20 HU are dropped as having no visible edge,
+findings that touch are divided among the cores of their distance-to-edge map,
+each voxel going to the nearest core and parts that meet through a wide neck
+staying one finding (`models.quantify.refine.finding_instances`), each part
+takes the class with the larger summed probability over its own voxels, and
+findings with a mean class probability below 0.6 (over the voxels the network
 labelled) are dropped.
 
 ## Evaluation
