@@ -203,12 +203,18 @@ def refined_mask(
     is redrawn where the intensity is half-way between the part and its
     surroundings (:func:`models.quantify.refine.refine_labels`), which is where
     a voxel is half covered. Parts with less contrast than ``min_contrast``
-    keep the network's outline.
+    keep the network's outline. Growth beyond the outline need not be solid:
+    a bleed or a cavity has one smooth edge against one tissue, with no spurs
+    of a third to keep out.
     """
     if not mask.any():
         return mask
     labels, _ = refine_labels(
-        mask.astype(np.uint8), volume.pixels, (1,), min_contrast=min_contrast
+        mask.astype(np.uint8),
+        volume.pixels,
+        (1,),
+        min_contrast=min_contrast,
+        solid_growth=False,
     )
     return labels == 1
 

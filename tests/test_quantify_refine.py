@@ -476,6 +476,9 @@ def test_a_thin_spur_of_lesion_like_tissue_does_not_lengthen_the_lesion(width):
     affine = np.diag([PIXEL, PIXEL, SLICE, 1.0])
     expected = slice_diameters(lesion, affine).longest_mm
     assert slice_diameters(got, affine).longest_mm == pytest.approx(expected, abs=0.5)
+    # Without solid growth the strip joins as far as grow_px reaches.
+    loose, _ = refine_labels(_on_middle_slice(lesion, 1), image, solid_growth=False)
+    assert loose[1, 24 : 24 + width, 30:33].all()
 
 
 def test_a_wide_extension_beyond_the_outline_still_joins():

@@ -38,11 +38,11 @@ For every finding (a connected foreground object of the label mask):
    drew as a ring or a crescent is filled), never touching another finding (so
    that findings stay apart);
 5. what grows beyond the network's outline must be at least three pixels
-   across (an opening with a 3 x 3 cross): a spur one or two pixels wide is
-   noise at a low-contrast edge, or a mixture of two other tissues that
-   matches the lesion's level (lung and spleen at the dome next to a lung
-   lesion), and would lengthen the diameter it touches. Holes are filled.
-   The slices a finding spans stay those the network drew.
+   across (an opening with a 3 x 3 cross; ``solid_growth``): a spur one or two
+   pixels wide is noise at a low-contrast edge, or a mixture of two other
+   tissues that matches the lesion's level (lung and spleen at the dome next
+   to a lung lesion), and would lengthen the diameter it touches. Holes are
+   filled. The slices a finding spans stay those the network drew.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def refine_labels(
     min_contrast: float = 20.0,
     drop_low_contrast: bool = False,
     local_px: int = 1,
+    solid_growth: bool = True,
 ) -> tuple[np.ndarray, list[RefinedFinding]]:
     """Redraw every finding of ``labels`` at its half-contrast edge in ``image``.
 
@@ -112,6 +113,11 @@ def refine_labels(
         outer pixels are averaged; each voxel takes the average at the outer
         pixel nearest to it as its surrounding level. 0 uses the single median
         level of the reference slice for every voxel.
+    solid_growth : bool
+        Keep only growth beyond the network's outline that is at least three
+        pixels across (step 5). Off for a single smooth structure with little
+        noise and no third tissue at its edge (a haematoma, a ventricular
+        cavity), where it would only shave the corners of small end slices.
 
     Returns
     -------
@@ -206,9 +212,10 @@ def refine_labels(
                 continue
             seeded.append(k)
             layer = ndimage.binary_propagation(seeds, mask=allowed[k])
-            layer = ndimage.binary_fill_holes(layer)
-            solid = ndimage.binary_opening(layer, cross) | (layer & inside[k])
-            layer = ndimage.binary_propagation(seeds, mask=solid)
+            if solid_growth:
+                layer = ndimage.binary_fill_holes(layer)
+                solid = ndimage.binary_opening(layer, cross) | (layer & inside[k])
+                layer = ndimage.binary_propagation(seeds, mask=solid)
             grown[k] = ndimage.binary_fill_holes(layer)
         if not seeded:
             continue
