@@ -293,6 +293,24 @@ def _disk(n: int, centre: tuple[float, float], radius_px: float) -> np.ndarray:
     return (jj - centre[0]) ** 2 + (ii - centre[1]) ** 2 <= radius_px**2
 
 
+def _noisy_disk(
+    n: int,
+    centre: tuple[float, float],
+    radius_px: float,
+    lesion_hu: float,
+    background_hu: float,
+    noise_hu: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three noisy slices of ``background_hu`` with a disk lesion on the middle
+    one; returns the image and the disk."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(background_hu, noise_hu, (3, n, n)).astype(np.float32)
+    lesion = _disk(n, centre, radius_px)
+    image[1][lesion] = rng.normal(lesion_hu, noise_hu, int(lesion.sum()))
+    return image, lesion
+
+
 def _on_middle_slice(mask: np.ndarray, label: int) -> np.ndarray:
     """A three-slice label array holding ``mask`` on its middle slice."""
     labels = np.zeros((3, *mask.shape), dtype=np.uint8)
@@ -380,10 +398,7 @@ def test_a_bright_vessel_behind_the_liver_does_not_move_a_dark_lesions_edge():
     beyond its edge: the local level there is the vessel's, which would let
     the liver between them join the lesion."""
     n = 64
-    rng = np.random.default_rng(6)
-    image = rng.normal(105.0, 6.0, (3, n, n)).astype(np.float32)
-    lesion = _disk(n, (32, 28), 8.0)
-    image[1][lesion] = rng.normal(45.0, 6.0, int(lesion.sum()))
+    image, lesion = _noisy_disk(n, (32, 28), 8.0, 45.0, 105.0, 6.0, 6)
     image[:, 20:44, 39:47] = 180.0
     drawn = _on_middle_slice(lesion, 1)
     refined, (record,) = refine_labels(drawn, image)
@@ -443,10 +458,7 @@ def test_a_large_lesion_drawn_as_an_open_ring_is_filled():
     lesion in the opening. All of it up to the ring's ends (column 60) joins;
     beyond them only what lies within ``grow_px`` of the ring can."""
     n = 80
-    rng = np.random.default_rng(12)
-    image = rng.normal(105.0, 12.0, (3, n, n)).astype(np.float32)
-    lesion = _disk(n, (40, 40), 25.0)
-    image[1][lesion] = rng.normal(45.0, 12.0, int(lesion.sum()))
+    image, lesion = _noisy_disk(n, (40, 40), 25.0, 45.0, 105.0, 12.0, 12)
     rows, columns = np.mgrid[:n, :n]
     ring = lesion & ~_disk(n, (40, 40), 16.0)
     ring &= ~((columns > 48) & (np.abs(rows - 40) < 14))
@@ -463,10 +475,7 @@ def test_a_thin_spur_of_lesion_like_tissue_does_not_lengthen_the_lesion(width):
     the same level (the mixture of lung and an organ's dome next to it): the
     strip lies within ``grow_px`` of the network's outline but is not lesion."""
     n = 48
-    rng = np.random.default_rng(width)
-    image = rng.normal(-850.0, 12.0, (3, n, n)).astype(np.float32)
-    lesion = _disk(n, (24, 24), 6.0)
-    image[1][lesion] = rng.normal(35.0, 12.0, int(lesion.sum()))
+    image, lesion = _noisy_disk(n, (24, 24), 6.0, 35.0, -850.0, 12.0, width)
     image[1, 24 : 24 + width, 30:40] = 35.0
     refined, (record,) = refine_labels(_on_middle_slice(lesion, 1), image)
     assert record.refined
@@ -485,10 +494,7 @@ def test_a_wide_extension_beyond_the_outline_still_joins():
     """Growth three pixels across beyond the outline is lesion the network
     drew short, and stays."""
     n = 48
-    rng = np.random.default_rng(3)
-    image = rng.normal(105.0, 8.0, (3, n, n)).astype(np.float32)
-    lesion = _disk(n, (24, 24), 8.0)
-    image[1][lesion] = rng.normal(45.0, 8.0, int(lesion.sum()))
+    image, lesion = _noisy_disk(n, (24, 24), 8.0, 45.0, 105.0, 8.0, 3)
     drawn = lesion & (np.mgrid[:n, :n][1] <= 29)
     refined, (record,) = refine_labels(_on_middle_slice(drawn, 1), image)
     assert record.refined
